@@ -1,0 +1,67 @@
+"""Checks run before any training: class counts, imbalance, skipped files, duplicates."""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import TransferkitError
+from .dataset import ImageDataset
+from .splits import Splits
+
+MIN_PER_CLASS = 100  # the seeds ask for ≥ 3 classes of ≥ 100 images each
+MAX_IMBALANCE = 10.0
+
+
+@dataclass
+class CheckResult:
+    warnings: list[str] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)  # {"item", "reason"}
+    leakage: list[dict] = field(default_factory=list)  # identical content in different splits
+    contradictions: list[dict] = field(default_factory=list)  # identical content, different labels
+    duplicates: int = 0  # items whose content appears more than once
+
+    def as_dict(self) -> dict:
+        return {"warnings": self.warnings, "skipped": self.skipped, "leakage": self.leakage, "contradictions": self.contradictions, "duplicates": self.duplicates}
+
+
+def check_dataset(ds: ImageDataset, splits: Splits | None = None) -> CheckResult:
+    """Raise for data nothing can be learned from; warn about everything else worth knowing."""
+    counts = ds.class_counts()
+    present = {c: n for c, n in counts.items() if n > 0}
+    if len(present) < 2:
+        raise TransferkitError(f"{ds.root or ds.name}: found {len(present)} class(es) with images ({', '.join(present) or 'none'}); a classifier needs at least 2 classes, each in its own sub-folder")
+    res = CheckResult()
+    res.skipped = [{"item": s.item, "reason": s.reason} for s in ds.skipped]
+    if ds.skipped:
+        res.warnings.append(f"{len(ds.skipped)} file(s) skipped as unreadable or not images (listed in checks.json)")
+    for c, n in counts.items():
+        if n == 0:
+            res.warnings.append(f"class '{c}' has no readable images and cannot be predicted")
+        elif n < MIN_PER_CLASS:
+            res.warnings.append(f"class '{c}' has only {n} images (fewer than {MIN_PER_CLASS}); its scores will be noisy")
+    lo, hi = min(present.values()), max(present.values())
+    if hi / lo > MAX_IMBALANCE:
+        res.warnings.append(f"classes are imbalanced {hi / lo:.0f}:1 ({max(present, key=present.get)} {hi} vs {min(present, key=present.get)} {lo}); consider class weights")
+    res.warnings.extend(ds.notes)
+
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for i, k in enumerate(ds.keys):
+        by_key[k].append(i)
+    where = splits.assignment(len(ds)) if splits is not None else None
+    for members in (m for m in by_key.values() if len(m) > 1):
+        res.duplicates += len(members)
+        items = [ds.display_path(i) for i in members]
+        labels = {ds.classes[ds.labels[i]] for i in members}
+        if len(labels) > 1:
+            res.contradictions.append({"items": items, "labels": sorted(labels)})
+        if where is not None and len({where[i] for i in members}) > 1:
+            res.leakage.append({"items": items, "splits": [where[i] for i in members]})
+    if res.duplicates:
+        res.warnings.append(f"{res.duplicates} items are byte-identical copies of another item (kept in the same split)")
+    if res.contradictions:
+        res.warnings.append(f"{len(res.contradictions)} identical image(s) filed under different classes (contradictory labels), e.g. {res.contradictions[0]['items'][:2]}")
+    if res.leakage:
+        res.warnings.append(f"{len(res.leakage)} identical image(s) appear in more than one split (leakage inflates test scores), e.g. {res.leakage[0]['items'][:2]}")
+    return res

@@ -1,0 +1,88 @@
+"""`ImageDataset`: labelled items (files or in-memory arrays), their classes and content keys."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .images import open_rgb
+
+
+def content_key(data: bytes) -> str:
+    """Content hash of an item: the cache key and the split's random source."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+@dataclass
+class Skipped:
+    """An item left out of the dataset, and why."""
+
+    item: str
+    reason: str
+
+
+@dataclass
+class ImageDataset:
+    """Labelled images.
+
+    Each item is either a file path (``paths``) or a row of ``arrays`` (uint8, N×H×W[×C]).
+    ``given_split`` holds 'train'/'val'/'test' per item when the source came split.
+    """
+
+    name: str
+    classes: list[str]
+    labels: np.ndarray  # int64, (N,), index into classes
+    keys: list[str]  # content hash per item
+    paths: list[str] | None = None
+    arrays: np.ndarray | None = None
+    given_split: list[str] | None = None
+    skipped: list[Skipped] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # remarks about the source, shown in checks
+    root: str | None = None  # folder paths are shown relative to
+    kind: str = "image"
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def item_id(self, i: int) -> str:
+        """A name a person can find the item by: the path, or `name[i]` for arrays."""
+        if self.paths is not None:
+            return self.paths[i]
+        return f"{self.name}[{i}]"
+
+    def load(self, i: int, size_hint: int | None = None) -> Image.Image:
+        if self.paths is not None:
+            return open_rgb(self.paths[i], size_hint)
+        arr = self.arrays[i]
+        im = Image.fromarray(arr)
+        return im.convert("RGB")
+
+    def class_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.labels, minlength=len(self.classes))
+        return {c: int(n) for c, n in zip(self.classes, counts)}
+
+    def subset(self, idx: np.ndarray) -> "ImageDataset":
+        idx = np.asarray(idx, dtype=np.int64)
+        return ImageDataset(
+            name=self.name,
+            classes=self.classes,
+            labels=self.labels[idx],
+            keys=[self.keys[i] for i in idx],
+            paths=None if self.paths is None else [self.paths[i] for i in idx],
+            arrays=None if self.arrays is None else self.arrays[idx],
+            given_split=None if self.given_split is None else [self.given_split[i] for i in idx],
+            skipped=self.skipped,
+            notes=self.notes,
+            root=self.root,
+        )
+
+    def display_path(self, i: int) -> str:
+        if self.paths is not None and self.root:
+            try:
+                return str(Path(self.paths[i]).relative_to(self.root))
+            except ValueError:
+                return self.paths[i]
+        return self.item_id(i)

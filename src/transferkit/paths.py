@@ -1,0 +1,14 @@
+"""Where transferkit keeps things on disk."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """The feature cache root: $TRANSFERKIT_CACHE, else the user's cache dir (XDG)."""
+    env = os.environ.get("TRANSFERKIT_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "transferkit"
