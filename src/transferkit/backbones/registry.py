@@ -78,7 +78,9 @@ def _resolve_arch(name: str) -> str:
     if not timm.is_model(name):
         import difflib
 
-        close = difflib.get_close_matches(name, list(OFFLINE) + timm.list_models(), n=3)
+        # offline backbones first: they are the ones that work here
+        close = difflib.get_close_matches(name, list(OFFLINE), n=3) + difflib.get_close_matches(name, timm.list_models(), n=3)
+        close = list(dict.fromkeys(close))[:3]
         hint = f"; did you mean {' or '.join(close)}?" if close else "; `transferkit backbones` lists them"
         raise TransferkitError(f"unknown backbone '{name}'{hint}")
     return name

@@ -1,0 +1,37 @@
+# The README's commands. `make setup` does every install on a fresh machine.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PIP     := $(PY) -m pip install --quiet --disable-pip-version-check
+STAMP   := $(VENV)/.setup-done
+FASHION := /usr/share/datasets/fashion-mnist
+
+.PHONY: setup demo test bench fashion-mnist clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) -c constraints.txt -e ".[weights,test]"
+	# data-only packages: their files are read, their code never imported
+	$(PIP) -c constraints.txt --no-deps foolbox
+	touch $(STAMP)
+
+# Fashion-MNIST from Debian's package when apt is usable (root); otherwise transferkit
+# downloads it when online, or says how to get it.
+fashion-mnist:
+	@if [ ! -d $(FASHION) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; fi
+
+demo: setup fashion-mnist
+	$(VENV)/bin/transferkit train fashion-mnist --strategy probe --image-size 112 --out runs/demo-fashion-mnist
+	@echo "report: runs/demo-fashion-mnist/report.md"
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,47 @@
+"""transferkit: transfer learning studies from a folder of photos, in one command.
+
+The public API; every CLI command is a thin call of one of these.
+"""
+from . import _compat  # noqa: F401  (must run before timm/torchvision are imported)
+from .backbones import Backbone, create_backbone, list_backbones
+from .config import TrainConfig
+from .data import ImageDataset, Splits, check_dataset, list_datasets, load_dataset, make_splits
+from .errors import TransferkitError
+from .evaluate import evaluate
+from .features import FeatureCache, extract_features
+from .pipeline import train
+from .run import Run
+
+__version__ = "0.1.0"
+
+
+def load_run(run_dir) -> Run:
+    """Open a finished run folder (for `predict`, its metrics and config)."""
+    return Run.load(run_dir)
+
+
+def predict(run_dir, inputs, top_k: int = 5) -> list[dict]:
+    """Top-k labels for image files, folders or CSVs of paths, with a trained run."""
+    return Run.load(run_dir).predict(inputs, top_k=top_k)
+
+
+__all__ = [
+    "Backbone",
+    "FeatureCache",
+    "ImageDataset",
+    "Run",
+    "Splits",
+    "TrainConfig",
+    "TransferkitError",
+    "check_dataset",
+    "create_backbone",
+    "evaluate",
+    "extract_features",
+    "list_backbones",
+    "list_datasets",
+    "load_dataset",
+    "load_run",
+    "make_splits",
+    "predict",
+    "train",
+]

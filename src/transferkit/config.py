@@ -1,0 +1,57 @@
+"""Typed, validated configuration, saved with every run."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .errors import TransferkitError
+
+STRATEGIES = ("probe",)
+HEADS = ("linear", "mlp")
+
+
+@dataclass
+class TrainConfig:
+    data: str  # folder, CSV or built-in dataset name
+    strategy: str = "probe"  # probe: features cached once, classifier trained on them
+    backbone: str = "efficientnet_lite0"  # `transferkit backbones` lists the choices
+    weights: str | None = None  # local .safetensors / state-dict file for the backbone
+    pretrained: bool = True  # False: random backbone weights (tests, ablations)
+    head: str = "linear"  # probe classifier: linear (logistic regression) or mlp (1024 ReLU units)
+    hidden: int = 1024  # units of the mlp head's hidden layer
+    image_size: int | None = None  # backbone input side in pixels; None: the backbone's own
+    val_size: float = 0.15  # fraction of items for validation (model selection)
+    test_size: float = 0.15  # fraction for the held-out test set (ignored when the data comes split)
+    seed: int = 0  # drives the split and every random choice in training
+    batch_size: int = 32  # images per backbone forward pass
+    cache_dir: str | None = None  # feature cache root; None: $TRANSFERKIT_CACHE or ~/.cache/transferkit
+    out: str | None = None  # run folder; None: runs/<data>-<strategy>-<backbone>
+    extra: dict = field(default_factory=dict)  # resolved facts recorded by the run (engine, sizes)
+
+    def validate(self) -> "TrainConfig":
+        import difflib
+
+        if self.strategy not in STRATEGIES:
+            close = difflib.get_close_matches(self.strategy, STRATEGIES, n=1)
+            raise TransferkitError(f"unknown strategy '{self.strategy}'" + (f"; did you mean {close[0]}?" if close else "") + f" (choices: {', '.join(STRATEGIES)})")
+        if self.head not in HEADS:
+            raise TransferkitError(f"unknown head '{self.head}' (choices: {', '.join(HEADS)})")
+        for name in ("val_size", "test_size"):
+            v = getattr(self, name)
+            if not 0.0 <= v < 1.0:
+                raise TransferkitError(f"--{name.replace('_', '-')} {v}: must be a fraction between 0 and 1 (e.g. 0.15)")
+        if self.val_size + self.test_size >= 1.0:
+            raise TransferkitError(f"--val-size {self.val_size} + --test-size {self.test_size} leave nothing to train on; keep their sum below 1")
+        if self.image_size is not None and not 16 <= self.image_size <= 1024:
+            raise TransferkitError(f"--image-size {self.image_size}: use a side between 16 and 1024 pixels")
+        if self.batch_size < 1 or self.hidden < 1:
+            raise TransferkitError("--batch-size and --hidden must be positive")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})

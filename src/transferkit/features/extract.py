@@ -1,0 +1,124 @@
+"""Batched feature extraction through the content-keyed cache: each item runs through the
+backbone at most once per (backbone, weights, preprocessing)."""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..backbones import Backbone
+from ..data.dataset import ImageDataset
+from ..data.images import ImageDecodeError
+from .cache import FeatureCache, cache_namespace
+
+FLUSH_EVERY = 1024  # items per cache shard: the most work a kill can lose
+
+
+def build_eval_transform(backbone: Backbone):
+    """The backbone's own inference preprocessing (resize, center crop, normalise)."""
+    import timm.data
+
+    return timm.data.create_transform(**backbone.data_config, is_training=False)
+
+
+def resize_hint_for(data_config: dict) -> int:
+    """Shorter side the eval transform resizes to: lets JPEG decode at reduced scale."""
+    return int(data_config["input_size"][-1] / data_config.get("crop_pct", 1.0)) + 1
+
+
+class _ItemImages(torch.utils.data.Dataset):
+    """Decoded, transformed images for a list of item indices; runs in DataLoader workers."""
+
+    def __init__(self, ds: ImageDataset, indices: list[int], transform, size_hint: int):
+        self.ds, self.indices, self.transform, self.size_hint = ds, indices, transform, size_hint
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, j: int):
+        i = self.indices[j]
+        try:
+            return self.transform(self.ds.load(i, self.size_hint)), j
+        except ImageDecodeError as exc:  # changed on disk since loading: fail with its name
+            raise ImageDecodeError(f"{self.ds.item_id(i)}: {exc}") from None
+
+
+def feature_cache_for(backbone: Backbone, cache_dir=None) -> FeatureCache:
+    ns = cache_namespace(backbone.name, backbone.weights_id, backbone.preprocessing_id())
+    meta = {"backbone": backbone.name, "weights_id": backbone.weights_id, "data_config": backbone.data_config, "dim": backbone.num_features}
+    return FeatureCache(cache_dir, ns, meta)
+
+
+def default_workers(n_items: int) -> int:
+    if n_items < 64:
+        return 0
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
+def extract_features(
+    backbone: Backbone,
+    dataset: ImageDataset,
+    indices=None,
+    *,
+    cache_dir=None,
+    batch_size: int = 32,
+    num_workers: int | None = None,
+    progress: bool = True,
+    stats: dict | None = None,
+) -> np.ndarray:
+    """Features (N, D) float32 for `dataset` items (all, or `indices`), via the on-disk cache.
+
+    Only items whose content key is not cached run through the backbone (in inference mode,
+    channels-last); results are flushed to the cache every FLUSH_EVERY items, so an
+    interrupted run resumes where it stopped. `stats`, if given, receives
+    ``{"computed": n, "cached": n, "extract_s": seconds}``.
+    """
+    t0 = time.perf_counter()
+    idx = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
+    keys = [dataset.keys[i] for i in idx]
+    cache = feature_cache_for(backbone, cache_dir)
+    todo_keys = set(cache.missing(keys))
+    todo, seen = [], set()
+    for i in idx:  # first item of each missing key: duplicates run once
+        k = dataset.keys[i]
+        if k in todo_keys and k not in seen:
+            seen.add(k)
+            todo.append(i)
+    if todo:
+        _run_backbone(backbone, dataset, todo, cache, batch_size, default_workers(len(todo)) if num_workers is None else num_workers, progress)
+    feats = cache.get(keys)
+    if stats is not None:
+        stats.update(computed=len(todo), cached=len(idx) - len(todo), extract_s=time.perf_counter() - t0, cache_dir=str(cache.dir))
+    return feats
+
+
+@torch.inference_mode()
+def _run_backbone(backbone, dataset, todo, cache, batch_size, num_workers, progress) -> None:
+    model = backbone.model.eval().to(memory_format=torch.channels_last)
+    loader = torch.utils.data.DataLoader(
+        _ItemImages(dataset, todo, build_eval_transform(backbone), resize_hint_for(backbone.data_config)),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        persistent_workers=False,
+        prefetch_factor=4 if num_workers else None,
+    )
+    buf_keys: list[str] = []
+    buf_feats: list[np.ndarray] = []
+    bar = tqdm(total=len(todo), desc=f"extracting {backbone.name} features", unit="img", disable=not progress, smoothing=0.1)
+    try:
+        for x, j in loader:
+            f = backbone.features(x.contiguous(memory_format=torch.channels_last))
+            buf_feats.append(f.float().numpy())
+            buf_keys.extend(dataset.keys[todo[int(t)]] for t in j)
+            bar.update(len(j))
+            if len(buf_keys) >= FLUSH_EVERY:
+                cache.put(buf_keys, np.concatenate(buf_feats))
+                buf_keys, buf_feats = [], []
+    finally:
+        # keep what was computed, also on Ctrl-C: the next run resumes from here
+        if buf_keys:
+            cache.put(buf_keys, np.concatenate(buf_feats))
+        bar.close()

@@ -1,0 +1,119 @@
+"""`train()`: data -> split -> checks -> strategy -> evaluation -> a complete run folder."""
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import io as tkio
+from .backbones import create_backbone
+from .config import TrainConfig
+from .data import check_dataset, load_dataset, make_splits
+from .evaluate import evaluate
+from .report.markdown import write_markdown_report
+from .rundir import RunFolder
+from .run import MODEL_FILE, Run, save_model
+from .strategies import STRATEGY_FUNCS, Context
+
+
+def log(msg: str) -> None:
+    print(f"[transferkit] {msg}", file=sys.stderr, flush=True)
+
+
+def default_out(cfg: TrainConfig) -> str:
+    data = Path(cfg.data).name or cfg.data
+    return str(Path("runs") / f"{Path(data).stem}-{cfg.strategy}-{cfg.backbone}")
+
+
+def train(data: str, **options) -> Run:
+    """Train one strategy on `data` and write a run folder; returns the loaded `Run`.
+
+    Options are the fields of `TrainConfig` (strategy, backbone, weights, head, image_size,
+    val_size, test_size, seed, batch_size, cache_dir, out, ...).
+    """
+    cfg = TrainConfig(data=str(data), **options).validate()
+    t_start = time.perf_counter()
+    ds = load_dataset(cfg.data)
+    splits = make_splits(ds, cfg.val_size, cfg.test_size, cfg.seed)
+    checks = check_dataset(ds, splits)
+    log(f"{ds.name}: {len(ds)} items, {len(ds.classes)} classes; split train {len(splits.train)} / val {len(splits.val)} / test {len(splits.test)}")
+    for w in checks.warnings:
+        log(f"warning: {w}")
+    import torch
+
+    torch.manual_seed(cfg.seed)  # random-init weights (pretrained=False) follow the seed too
+    backbone = create_backbone(cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights).with_input_size(cfg.image_size)
+    cfg.extra.update(data_config=backbone.data_config, weights_source=backbone.weights_source, weights_id=backbone.weights_id, engine="torch-eager-channels-last")
+    ctx = Context(cfg, ds, splits, backbone)
+    trained = STRATEGY_FUNCS[cfg.strategy](ctx)
+
+    out = RunFolder(cfg.out or default_out(cfg))
+    try:
+        _write_run(out, ctx, trained, checks)
+        t_pred = _time_prediction(out, ds, splits)
+        metrics = tkio.read_json(out / "metrics.json")
+        metrics["timing"].update(t_pred, total_s=time.perf_counter() - t_start)
+        metrics["memory"] = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        tkio.write_json(out / "metrics.json", metrics)
+        write_markdown_report(out.path)
+        final = out.commit()
+    except BaseException:
+        out.abandon()
+        raise
+    m = metrics["test"]
+    log(f"test accuracy {m.get('accuracy', float('nan')):.4f}, macro-F1 {m.get('macro_f1', float('nan')):.4f}; backbone ran on {ctx.timing.get('backbone_runs', 0)} items")
+    log(f"run folder: {final}  (report: {final / 'report.md'})")
+    return Run.load(final)
+
+
+def _write_run(out: RunFolder, ctx: Context, trained, checks) -> None:
+    cfg, ds, sp = ctx.config, ctx.dataset, ctx.splits
+    cfg_dict = cfg.to_dict()
+    tkio.write_json(out / "config.json", cfg_dict)
+    tkio.write_json(out / "labels.json", {"classes": ds.classes})
+    tkio.write_json(out / "splits.json", {"seed": cfg.seed, "val_size": cfg.val_size, "test_size": cfg.test_size, **{k: [ds.display_path(i) for i in getattr(sp, k)] for k in ("train", "val", "test")}})
+    tkio.write_json(out / "checks.json", {"classes": ds.class_counts(), **checks.as_dict()})
+    save_model(out / MODEL_FILE, trained.model, trained.info)
+    history = trained.info.pop("history", None)
+    if history:
+        tkio.write_csv(out / "history.csv", list(history[0]), [list(h.values()) for h in history])
+    params_total = sum(p.numel() for p in trained.model.parameters())
+    params_trainable = sum(p.numel() for p in trained.model.head.parameters()) if cfg.strategy == "probe" else sum(p.numel() for p in trained.model.parameters() if p.requires_grad)
+    metrics = {name: evaluate(ds.labels[getattr(sp, name)], trained.proba[name], ds.classes) for name in ("test", "val", "train")}
+    metrics.update(
+        timing={k: v for k, v in ctx.timing.items()},
+        model={"params_total": params_total, "params_trainable": params_trainable, **{k: v for k, v in trained.info.items()}},
+        data={"name": ds.name, "items": len(ds), "classes": ds.classes, "split_sizes": {k: len(getattr(sp, k)) for k in ("train", "val", "test")}},
+    )
+    tkio.write_json(out / "metrics.json", metrics)
+    proba = trained.proba["test"]
+    rows = [[ds.display_path(i), ds.classes[ds.labels[i]], ds.classes[int(p.argmax())], f"{float(p.max()):.4f}"] for i, p in zip(sp.test, proba)]
+    tkio.write_csv(out / "predictions.csv", ["path", "true", "predicted", "confidence"], rows)
+
+
+def _time_prediction(out: RunFolder, ds, sp, n: int = 64) -> dict:
+    """End-to-end prediction time per item (decode + preprocess + backbone + head), measured
+    on up to `n` real test items with the saved model."""
+    import timm.data
+    import torch
+
+    idx = sp.test[:n] if len(sp.test) else sp.train[:n]
+    if not len(idx):
+        return {"predict_s_per_item": None}
+    run = Run.load(out.path)
+    model, tf = run.model, timm.data.create_transform(**run.data_config, is_training=False)
+
+    def once(items):
+        x = torch.stack([tf(ds.load(int(i))) for i in items]).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            model(x).softmax(-1)
+
+    once(idx[:2])  # warm-up: first-call overheads are not per-item costs
+    t0 = time.perf_counter()
+    for s in range(0, len(idx), 32):
+        once(idx[s : s + 32])
+    dt = (time.perf_counter() - t0) / len(idx)
+    return {"predict_s_per_item": dt, "predict_items_per_s": 1.0 / dt}

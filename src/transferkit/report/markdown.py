@@ -1,0 +1,66 @@
+"""report.md: the classification report, confusion matrix, checks and timings of one run."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import io as tkio
+from ..evaluate import classification_report_md, confusion_md
+
+
+def _fmt(v, digits=3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def write_markdown_report(run_dir: str | Path) -> Path:
+    d = Path(run_dir)
+    cfg = tkio.read_json(d / "config.json")
+    m = tkio.read_json(d / "metrics.json")
+    checks = tkio.read_json(d / "checks.json")
+    classes = m["data"]["classes"]
+    t, mod = m.get("timing", {}), m.get("model", {})
+    lines = [
+        f"# transferkit run: {cfg['strategy']} on {m['data']['name']} with {cfg['backbone']}",
+        "",
+        f"Data `{cfg['data']}`: {m['data']['items']} items in {len(classes)} classes; split (seed {cfg['seed']}): "
+        + ", ".join(f"{k} {v}" for k, v in m["data"]["split_sizes"].items())
+        + f". Input {cfg['extra']['data_config']['input_size'][-1]} px, weights from {cfg['extra']['weights_source']}.",
+        "",
+        "## Results",
+        "",
+        "| split | accuracy | macro-F1 | weighted-F1 | n |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for split in ("train", "val", "test"):
+        s = m.get(split, {})
+        if s.get("n"):
+            lines.append(f"| {split} | {s['accuracy']:.4f} | {s['macro_f1']:.4f} | {s['weighted_f1']:.4f} | {s['n']} |")
+    if m.get("test", {}).get("n"):
+        lines += ["", "## Classification report (test)", "", classification_report_md(m["test"], classes)]
+        lines += ["", "## Confusion matrix (test; rows: true class, columns: predicted)", "", confusion_md(m["test"], classes)]
+    lines += [
+        "",
+        "## Model and timing",
+        "",
+        "| what | value |",
+        "|---|---:|",
+        f"| parameters (total) | {mod.get('params_total', 0):,} |",
+        f"| parameters (trained) | {mod.get('params_trainable', 0):,} |",
+        f"| head | {mod.get('head', '–')}" + (f" (C = {mod['C']})" if "C" in mod else "") + " |",
+        f"| feature extraction | {_fmt(t.get('extract_s'), 1)} s ({t.get('backbone_runs', 0)} items through the backbone, {t.get('cached_items', 0)} from cache) |",
+        f"| training | {_fmt(t.get('train_s'), 1)} s |",
+        f"| prediction per item (decode + model) | {_fmt((t.get('predict_s_per_item') or 0) * 1000, 1)} ms |",
+        f"| peak memory (RSS) | {_fmt(m.get('memory', {}).get('peak_rss_mb'), 0)} MB |",
+        "",
+        "## Data checks",
+        "",
+    ]
+    lines += [f"- {w}" for w in checks["warnings"]] or ["- no warnings"]
+    for s in checks.get("skipped", [])[:50]:
+        lines.append(f"- skipped `{s['item']}`: {s['reason']}")
+    path = d / "report.md"
+    tkio.write_text(path, "\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,66 @@
+"""Shared fixtures: a tiny synthetic photo folder and an isolated feature cache."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import transferkit  # noqa: F401  (applies the torchvision compat fix first)
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+COLORS = {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (40, 60, 200)}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("TRANSFERKIT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def make_image(color, rng, size=40) -> Image.Image:
+    """A noisy image dominated by one colour, with a random lighter square."""
+    base = np.array(color, dtype=np.float32)[None, None, :] * rng.uniform(0.7, 1.1)
+    arr = base + rng.normal(0, 25, (size, size, 3))
+    x, y, s = rng.integers(0, size // 2, 3)
+    arr[y : y + s + 5, x : x + s + 5] += 50
+    return Image.fromarray(arr.clip(0, 255).astype(np.uint8))
+
+
+def write_class_folder(root: Path, per_class: int = 24, seed: int = 0, classes=COLORS) -> Path:
+    rng = np.random.default_rng(seed)
+    for name, color in classes.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            make_image(color, rng).save(root / name / f"{name}_{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def tiny_folder(tmp_path) -> Path:
+    return write_class_folder(tmp_path / "photos")
+
+
+def foolbox_data() -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("foolbox")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    d = Path(list(spec.submodule_search_locations)[0]) / "data"
+    return d if d.is_dir() else None
+
+
+def skimage_chelsea() -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    p = Path(list(spec.submodule_search_locations)[0]) / "data" / "chelsea.png"
+    return p if p.is_file() else None
+
+
+TINY = dict(backbone="test_efficientnet", pretrained=False, batch_size=16)
