@@ -28,7 +28,7 @@ def test_train_probe_writes_a_complete_run_folder(tiny_folder, tmp_path):
     assert len(splits["train"]) + len(splits["val"]) + len(splits["test"]) == 72
     with open(d / "predictions.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == m["test"]["n"] and set(rows[0]) == {"path", "true", "predicted", "confidence"}
+    assert len(rows) == m["test"]["n"] and set(rows[0]) == {"path", "true", "predicted", "confidence", "p_true"}
     acc = np.mean([r["true"] == r["predicted"] for r in rows])
     assert acc == pytest.approx(m["test"]["accuracy"])
     report = (d / "report.md").read_text()

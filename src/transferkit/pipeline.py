@@ -86,12 +86,19 @@ def _write_run(out: RunFolder, ctx: Context, trained, checks) -> None:
     metrics.update(
         timing={k: v for k, v in ctx.timing.items()},
         model={"params_total": params_total, "params_trainable": params_trainable, **{k: v for k, v in trained.info.items()}},
-        data={"name": ds.name, "items": len(ds), "classes": ds.classes, "split_sizes": {k: len(getattr(sp, k)) for k in ("train", "val", "test")}},
+        data={
+            "name": ds.name,
+            "items": len(ds),
+            "classes": ds.classes,
+            "split_sizes": {k: len(getattr(sp, k)) for k in ("train", "val", "test")},
+            "class_counts": {k: np.bincount(ds.labels[getattr(sp, k)], minlength=len(ds.classes)).tolist() for k in ("train", "val", "test")},
+        },
     )
     tkio.write_json(out / "metrics.json", metrics)
     proba = trained.proba["test"]
-    rows = [[ds.display_path(i), ds.classes[ds.labels[i]], ds.classes[int(p.argmax())], f"{float(p.max()):.4f}"] for i, p in zip(sp.test, proba)]
-    tkio.write_csv(out / "predictions.csv", ["path", "true", "predicted", "confidence"], rows)
+    # p_true: probability given to the true class (its -log is the item's loss)
+    rows = [[ds.display_path(i), ds.classes[ds.labels[i]], ds.classes[int(p.argmax())], f"{float(p.max()):.4f}", f"{float(p[ds.labels[i]]):.4f}"] for i, p in zip(sp.test, proba)]
+    tkio.write_csv(out / "predictions.csv", ["path", "true", "predicted", "confidence", "p_true"], rows)
 
 
 def _time_prediction(out: RunFolder, ds, sp, n: int = 64) -> dict:

@@ -42,6 +42,7 @@ def probe(ctx: Context) -> Trained:
     X = extract_features(ctx.backbone, ds, cache_dir=cfg.cache_dir, batch_size=cfg.batch_size, stats=stats)
     ctx.features = X
     ctx.timing.update(extract_s=stats["extract_s"], backbone_runs=stats["computed"], cached_items=stats["cached"])
+    cfg.extra["feature_cache"] = stats["cache_dir"]  # where the report finds the features (PCA/t-SNE)
     y = ds.labels
     t0 = time.perf_counter()
     if cfg.head == "mlp":
