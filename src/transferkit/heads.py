@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 C_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)  # inverse L2 strength tried for the linear probe
+SELECT_ON = 6000  # at most this many train (and val) items are used to choose C
 
 
 def _standardiser(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -36,13 +37,20 @@ def fit_linear_head(Xtr, ytr, Xva, yva, n_classes: int, seed: int = 0, C: float 
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss
 
+    ytr, yva = np.asarray(ytr), np.asarray(yva)
     mu, sd = _standardiser(Xtr)
     Ztr, Zva = (Xtr - mu) / sd, (Xva - mu) / sd
     present = np.unique(ytr)
     grid = [C] if C is not None else list(C_GRID)
+    # choosing C on a sample keeps large datasets fast; the chosen C is refitted on everything
+    pick = np.arange(len(ytr))
+    if len(grid) > 1 and len(ytr) > SELECT_ON:
+        pick = np.sort(np.random.default_rng(seed).choice(len(ytr), SELECT_ON, replace=False))
+        vpick = np.sort(np.random.default_rng(seed + 1).choice(len(yva), min(len(yva), SELECT_ON), replace=False))
+        Zva, yva = Zva[vpick], yva[vpick]
     scores, best = {}, None
     for c in grid:
-        clf = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(Ztr, ytr)
+        clf = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(Ztr[pick], ytr[pick])
         if len(yva) and len(grid) > 1:
             proba = np.zeros((len(yva), n_classes))
             proba[:, clf.classes_] = clf.predict_proba(Zva)
@@ -53,6 +61,8 @@ def fit_linear_head(Xtr, ytr, Xva, yva, n_classes: int, seed: int = 0, C: float 
         if best is None or scores[c] < scores[best[0]]:
             best = (c, clf)
     c, clf = best
+    if len(pick) < len(ytr):
+        clf = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(Ztr, ytr)
     W = np.zeros((n_classes, Xtr.shape[1]), dtype=np.float64)
     b = np.full(n_classes, -1e4)  # classes absent from train can never be predicted
     coef, icpt = clf.coef_, clf.intercept_
@@ -60,7 +70,7 @@ def fit_linear_head(Xtr, ytr, Xva, yva, n_classes: int, seed: int = 0, C: float 
         coef, icpt = np.vstack([-coef / 2, coef / 2]), np.array([-icpt[0] / 2, icpt[0] / 2])
     W[clf.classes_] = coef
     b[clf.classes_] = icpt
-    return _folded_linear(W, b, mu, sd), {"head": "linear", "C": c, "val_log_loss_by_C": scores}
+    return _folded_linear(W, b, mu, sd), {"head": "linear", "C": c, "val_log_loss_by_C": scores, "C_chosen_on": int(len(pick))}
 
 
 class MLPHead(nn.Sequential):
