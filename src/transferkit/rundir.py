@@ -35,11 +35,6 @@ def check_target(out: str | os.PathLike, protect: list[str | os.PathLike] = ()) 
     `protect`: paths (e.g. the data folder) that must be neither inside `out` nor contain it.
     """
     final = Path(out).expanduser().resolve()
-    if final.exists() or final.is_symlink():
-        if not final.is_dir():
-            raise TransferkitError(f"--out {out}: is a file; give a folder path for the run (it is created)")
-        if not is_run_folder(final) and any(final.iterdir()):
-            raise TransferkitError(f"--out {out}: folder exists and is not a transferkit run folder; transferkit replaces only its own runs; choose a new path")
     if final == final.parent:
         raise TransferkitError(f"--out {out}: the file-system root cannot be a run folder")
     for p in protect:
@@ -48,6 +43,11 @@ def check_target(out: str | os.PathLike, protect: list[str | os.PathLike] = ()) 
             raise TransferkitError(f"--out {out}: contains the data {p}; replacing the run folder would delete it; choose another path")
         if q in final.parents and q.is_dir():
             raise TransferkitError(f"--out {out}: is inside the data folder {p}; the next load would read it as a class; put runs elsewhere")
+    if final.exists() or final.is_symlink():
+        if not final.is_dir():
+            raise TransferkitError(f"--out {out}: is a file; give a folder path for the run (it is created)")
+        if not is_run_folder(final) and any(final.iterdir()):
+            raise TransferkitError(f"--out {out}: folder exists and is not a transferkit run folder; transferkit replaces only its own runs; choose a new path")
     parent = final.parent
     while not parent.exists():
         parent = parent.parent

@@ -44,7 +44,7 @@ def open_rgb(path: str | Path, size_hint: int | None = None) -> Image.Image:
             drafted = bool(size_hint) and im.format == "JPEG"
             limit = MAX_JPEG_PIXELS if drafted else MAX_PIXELS
             if pixels > limit:
-                raise ImageDecodeError(f"{im.width}×{im.height} = {pixels / 1e6:.0f} MP is over the {limit / 1e6:.0f} MP limit; refused as a possible decompression bomb (not decoded)")
+                raise ImageDecodeError(f"{im.width}x{im.height} = {pixels / 1e6:.0f} MP is over the {limit / 1e6:.0f} MP limit; refused as a possible decompression bomb (not decoded)")
             if drafted:
                 im.draft("RGB", (size_hint, size_hint))
             im.seek(0)  # first frame of an animated GIF/WebP
@@ -62,6 +62,8 @@ def open_rgb(path: str | Path, size_hint: int | None = None) -> Image.Image:
     except Image.UnidentifiedImageError:
         raise ImageDecodeError("not an image (Pillow cannot identify the format)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        if "truncat" in str(exc).lower():
+            raise ImageDecodeError(f"truncated: the file ends before the image does ({exc})") from None
         raise ImageDecodeError(f"not a readable image ({exc})") from None
     except MemoryError:
         raise ImageDecodeError("not enough memory to decode it") from None

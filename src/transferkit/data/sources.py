@@ -44,10 +44,13 @@ def load_dataset(source: str | os.PathLike, *, check_images: bool = True, data_r
     it; a CSV naming files elsewhere is refused before anything is read.
     """
     text = str(source)
+    path = Path(source).expanduser()
+    is_csv = path.is_file() and path.suffix.lower() in (".csv", ".tsv")
+    if data_root and not is_csv:
+        raise TransferkitError(f"--data-root applies to CSV data only; {text} is not a .csv/.tsv file")
     if text in builtins.BUILTINS:
         return builtins.load(text)
-    path = Path(source).expanduser()
-    if path.is_file() and path.suffix.lower() in (".csv", ".tsv"):
+    if is_csv:
         return _load_csv(path, check_images, Path(data_root).expanduser() if data_root else None)
     if path.is_dir():
         try:
@@ -234,11 +237,15 @@ def within(root: Path, listed: str) -> Path | None:
 
 
 def _sort_labels(names: set[str]) -> list[str]:
-    """Classes in a stable order: numerically when every label is a number (2 before 10)."""
-    try:
-        return sorted(names, key=lambda s: (float(s), s))
-    except ValueError:
-        return sorted(names)
+    """Classes in a stable order: number-like labels first, numerically (2 before 10), then text."""
+
+    def key(s: str):
+        try:
+            return (0, float(s), s)
+        except ValueError:
+            return (1, 0.0, s)
+
+    return sorted(names, key=key)
 
 
 def _label_notes(classes: list[str]) -> list[str]:

@@ -85,10 +85,11 @@ def make_splits(ds: ImageDataset, val_size: float = 0.15, test_size: float = 0.1
 def _balance_small_classes(labels, u, split, movable, wanted: list[str]) -> None:
     """Deterministic fixes for classes the hash split left without train, test or val items.
 
-    Only `movable` items (those whose split we chose, not a given one) move: first the item
-    with the largest u into train if the class has none there; then, while the class keeps
-    at least one training item, the train item with the smallest u into each `wanted` split
-    the class is missing from.
+    Only `movable` items (those whose split we chose, not a given one) move. Priority is
+    train > test > val: a class with no train item gets its largest-u item moved to train; a
+    class missing a `wanted` split gets the smallest-u item of a split that can spare one
+    (train first), or else of a lower-priority split. So 2 items end as train + test, and 3
+    as one in each.
     """
     for c in np.unique(labels):
         members = np.flatnonzero(labels == c)
@@ -97,12 +98,15 @@ def _balance_small_classes(labels, u, split, movable, wanted: list[str]) -> None
             continue
         if not (split[members] == "train").any():
             split[mine[np.argmax(u[mine])]] = "train"
-        for name in wanted:
+        for rank, name in enumerate(wanted):
             if (split[members] == name).any():
                 continue
-            train = mine[split[mine] == "train"]
-            if len(train) >= 2:
-                split[train[np.argmin(u[train])]] = name
+            groups = [mine[split[mine] == other] for other in ["train"] + [w for w in wanted if w != name]]
+            donors = next((g for g in groups if len(g) >= 2), None)  # a split that can spare one
+            if donors is None:  # else one from a lower-priority split
+                donors = mine[np.isin(split[mine], wanted[rank + 1 :])]
+            if len(donors):
+                split[donors[np.argmin(u[donors])]] = name
 
 
 def load_splits(d: dict) -> Splits:
