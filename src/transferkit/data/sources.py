@@ -137,6 +137,9 @@ def _load_class_folder(root: Path, check: bool) -> ImageDataset:
     class_dirs = _subdirs(root)
     if not class_dirs:
         raise TransferkitError(f"{root}: no class sub-folders; put each class's images in its own sub-folder (e.g. {root}/cat/*.jpg)")
+    names = {d.name.lower() for d in class_dirs}
+    if "train" not in names and names & {"test", "val", "valid", "validation"} and all(_subdirs(d, strict=False) for d in class_dirs):
+        raise TransferkitError(f"{root}: has {'/, '.join(sorted(names))}/ but no train/ folder; a split layout needs train/<class>/ beside test/ or val/")
     if len(class_dirs) == 1:
         inner = _subdirs(class_dirs[0], strict=False)
         if len(inner) >= 2:

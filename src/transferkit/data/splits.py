@@ -63,11 +63,12 @@ def make_splits(ds: ImageDataset, val_size: float = 0.15, test_size: float = 0.1
         movable = given == "train"
         carve = [(name, size) for name, size in (("test", test_size), ("val", val_size)) if size > 0 and not (given == name).any()]
         train_frac = max(float(movable.mean()), 1e-9)
-        if sum(size for _, size in carve) / train_frac >= 1.0:
-            raise TransferkitError(f"the given train part ({movable.sum()} items) is too small to carve {' and '.join(nm for nm, _ in carve)} out of it; add a val/ or test/ folder or lower --val-size/--test-size")
+        # the same u thresholds as an unsplit source, rescaled to the train part; a train part
+        # too small for that gives at most half of itself (the checks warn about its size)
+        scale = min(1.0 / train_frac, 0.5 / max(sum(size for _, size in carve), 1e-9))
         lo = 0.0
-        for name, size in carve:  # the same u thresholds as an unsplit source, rescaled to the train part
-            hi = lo + size / train_frac
+        for name, size in carve:
+            hi = lo + size * scale
             split[movable & (u >= lo) & (u < hi)] = name
             lo = hi
         wanted = [name for name, _ in carve]
@@ -77,36 +78,50 @@ def make_splits(ds: ImageDataset, val_size: float = 0.15, test_size: float = 0.1
         split[u < test_size] = "test"
         movable = np.ones(n, dtype=bool)
         wanted = [name for name, size in (("test", test_size), ("val", val_size)) if size > 0]
-    _balance_small_classes(ds.labels, u, split, movable, wanted)
+    _balance_small_classes(ds.labels, ds.keys, u, split, movable, wanted)
     idx = np.arange(n)
     return Splits(idx[split == "train"], idx[split == "val"], idx[split == "test"])
 
 
-def _balance_small_classes(labels, u, split, movable, wanted: list[str]) -> None:
+def _balance_small_classes(labels, keys, u, split, movable, wanted: list[str]) -> None:
     """Deterministic fixes for classes the hash split left without train, test or val items.
 
-    Only `movable` items (those whose split we chose, not a given one) move. Priority is
-    train > test > val: a class with no train item gets its largest-u item moved to train; a
-    class missing a `wanted` split gets the smallest-u item of a split that can spare one
-    (train first), or else of a lower-priority split. So 2 items end as train + test, and 3
-    as one in each.
+    Only `movable` items (those whose split we chose, not a given one) move, and byte-identical
+    copies move together (they share a key and u), so a fix never leaks a copy across splits.
+    Priority is train > test > val: a class with no train item gets its largest-u item moved
+    to train; a class missing a `wanted` split gets the smallest-u item of a split that can
+    spare one (train first), or else of a lower-priority split. So 2 items end as train +
+    test, and 3 as one in each.
     """
+    keys = np.asarray(keys)
+
+    def move(i: int, name: str) -> None:
+        split[movable & (keys == keys[i])] = name
+
+    classes_of: dict[str, set] = {}
+    for k, c in zip(keys.tolist(), labels.tolist()):
+        classes_of.setdefault(k, set()).add(c)
+    for c in np.unique(labels):  # first: every class trains on something
+        mine = np.flatnonzero((labels == c) & movable)
+        if len(mine) and not (split[labels == c] == "train").any():
+            move(mine[np.argmax(u[mine])], "train")
     for c in np.unique(labels):
         members = np.flatnonzero(labels == c)
-        mine = members[movable[members]]
+        # donors: one item per distinct content, not shared with another class (moving a copy
+        # filed under two classes could take the other class's only training item)
+        mine = np.asarray([i for i in members[movable[members]] if len(classes_of[keys[i]]) == 1], dtype=np.int64)
         if not len(mine):
             continue
-        if not (split[members] == "train").any():
-            split[mine[np.argmax(u[mine])]] = "train"
+        units = np.sort(mine[np.unique(keys[mine], return_index=True)[1]])
         for rank, name in enumerate(wanted):
             if (split[members] == name).any():
                 continue
-            groups = [mine[split[mine] == other] for other in ["train"] + [w for w in wanted if w != name]]
+            groups = [units[split[units] == other] for other in ["train"] + [w for w in wanted if w != name]]
             donors = next((g for g in groups if len(g) >= 2), None)  # a split that can spare one
             if donors is None:  # else one from a lower-priority split
-                donors = mine[np.isin(split[mine], wanted[rank + 1 :])]
+                donors = units[np.isin(split[units], wanted[rank + 1 :])]
             if len(donors):
-                split[donors[np.argmin(u[donors])]] = name
+                move(donors[np.argmin(u[donors])], name)
 
 
 def load_splits(d: dict) -> Splits:
