@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import argparse
-import os
+import signal
 import sys
 
 EPILOG = """examples:
@@ -37,13 +37,15 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0, help="seed for the split and training (default: 0)")
     t.add_argument("--batch-size", type=int, default=32, help="images per backbone batch (default: 32)")
     t.add_argument("--cache-dir", metavar="DIR", help="feature cache location (default: ~/.cache/transferkit)")
-    t.add_argument("--out", metavar="DIR", help="run folder to write (default: runs/<data>-<strategy>-<backbone>)")
+    t.add_argument("--out", metavar="DIR", help="run folder to write (default: runs/<data>-<strategy>-<backbone>); only an earlier run folder is ever replaced")
+    t.add_argument("--data-root", metavar="DIR", help="for a CSV: the folder its paths are relative to and must stay inside (default: the CSV's folder)")
 
     pr = sub.add_parser("predict", help="label new images with a trained run", description="Label images with a trained run folder; one output row per input, errors included.")
     pr.add_argument("run", metavar="RUN_DIR", help="a run folder written by `transferkit train`")
     pr.add_argument("inputs", metavar="INPUT", nargs="+", help="image files, folders of images, or CSVs with a path column")
     pr.add_argument("--out", metavar="FILE.csv", help="write the rows to this CSV (default: print them)")
     pr.add_argument("--top-k", type=int, default=1, help="labels per image (default: 1)")
+    pr.add_argument("--data-root", metavar="DIR", help="for CSV inputs: the folder their paths are relative to and must stay inside (default: the CSV's folder)")
 
     b = sub.add_parser("backbones", help="list the pretrained backbones", description="List backbones with feature size, input size, parameters and where their weights come from.")
     b.add_argument("pattern", nargs="?", default="*", help="filter, e.g. 'resnet*' (any timm model name works)")
@@ -54,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_train(a) -> None:
     import transferkit as tk
 
-    opts = {k: getattr(a, k) for k in ("strategy", "backbone", "weights", "pretrained", "head", "image_size", "val_size", "test_size", "seed", "batch_size", "cache_dir", "out")}
+    opts = {k: getattr(a, k) for k in ("strategy", "backbone", "weights", "pretrained", "head", "image_size", "val_size", "test_size", "seed", "batch_size", "cache_dir", "out", "data_root")}
     tk.train(a.data, **opts)
 
 
@@ -67,7 +69,7 @@ def _cmd_predict(a) -> None:
     k = max(1, a.top_k)
     header = ["path"] + [f"{n}{j}" for j in range(1, k + 1) for n in ("label", "prob")] + ["error"]
     rows = []
-    for r in run.predict_iter(expand_inputs(a.inputs), top_k=k, progress=a.out is not None):
+    for r in run.predict_iter(expand_inputs(a.inputs, data_root=a.data_root), top_k=k, progress=a.out is not None):
         pairs = [v for lp in zip(r["labels"], (f"{p:.4f}" for p in r["probs"])) for v in lp]
         rows.append([r["path"], *pairs, *[""] * (2 * k - len(pairs)), r["error"]])
         if a.out is None:
@@ -94,12 +96,34 @@ def _cmd_datasets(a) -> None:
         print(f"{name:18} {what}")
 
 
+RESUME_HINT = {
+    "train": "features computed so far are cached and no run folder was half-written; run the same command again to resume",
+    "predict": "nothing was written; run the same command again",
+}
+
+
+def _on_sigterm(signum, frame):  # `kill`, a scheduler's pre-emption: stop as cleanly as Ctrl-C
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     a = parser.parse_args(argv)
     if not a.command:
         parser.print_help()
         return 0
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (embedded use): keep the host's handler
+        previous = None
+    try:
+        return _run(a)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(a) -> int:
     from transferkit.errors import TransferkitError
 
     try:
@@ -107,12 +131,32 @@ def main(argv: list[str] | None = None) -> int:
     except TransferkitError as exc:
         if a.debug:
             raise
-        print(f"transferkit: error: {exc}", file=sys.stderr)
+        print(f"transferkit: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ntransferkit: interrupted. Features computed so far are cached; run the same command again to resume.", file=sys.stderr)
+        print(f"\ntransferkit: interrupted; {RESUME_HINT.get(a.command, 'nothing was changed')}.", file=sys.stderr)
         return 130
+    except MemoryError:
+        if a.debug:
+            raise
+        print("transferkit: error: out of memory; try a smaller --batch-size or --image-size", file=sys.stderr)
+        return 1
+    except OSError as exc:  # disk full, permissions, a vanished folder: the OS's words and the path
+        if a.debug:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"transferkit: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback with --debug
+        if a.debug:
+            raise
+        print(f"transferkit: internal error: {type(exc).__name__}: {_one_line(exc)} (run with --debug for the traceback, and please report it)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 if __name__ == "__main__":

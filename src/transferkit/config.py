@@ -13,6 +13,7 @@ HEADS = ("linear", "mlp")
 @dataclass
 class TrainConfig:
     data: str  # folder, CSV or built-in dataset name
+    data_root: str | None = None  # folder that CSV paths are relative to and must stay inside; None: the CSV's folder
     strategy: str = "probe"  # probe: features cached once, classifier trained on them
     backbone: str = "efficientnet_lite0"  # `transferkit backbones` lists the choices
     weights: str | None = None  # local .safetensors / state-dict file for the backbone

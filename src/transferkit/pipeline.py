@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import resource
-import sys
 import time
 from pathlib import Path
 
@@ -13,14 +12,11 @@ from .backbones import create_backbone
 from .config import TrainConfig
 from .data import check_dataset, load_dataset, make_splits
 from .evaluate import evaluate
+from .log import log
 from .report.markdown import write_markdown_report
-from .rundir import RunFolder
+from .rundir import RunFolder, check_target
 from .run import MODEL_FILE, Run, save_model
 from .strategies import STRATEGY_FUNCS, Context
-
-
-def log(msg: str) -> None:
-    print(f"[transferkit] {msg}", file=sys.stderr, flush=True)
 
 
 def default_out(cfg: TrainConfig) -> str:
@@ -36,7 +32,9 @@ def train(data: str, **options) -> Run:
     """
     cfg = TrainConfig(data=str(data), **options).validate()
     t_start = time.perf_counter()
-    ds = load_dataset(cfg.data)
+    protect = [cfg.data] if Path(cfg.data).expanduser().exists() else []
+    out_path = check_target(cfg.out or default_out(cfg), protect)  # refuse a bad --out before any work
+    ds = load_dataset(cfg.data, data_root=cfg.data_root)
     splits = make_splits(ds, cfg.val_size, cfg.test_size, cfg.seed)
     checks = check_dataset(ds, splits)
     log(f"{ds.name}: {len(ds)} items, {len(ds.classes)} classes; split train {len(splits.train)} / val {len(splits.val)} / test {len(splits.test)}")
@@ -50,7 +48,8 @@ def train(data: str, **options) -> Run:
     ctx = Context(cfg, ds, splits, backbone)
     trained = STRATEGY_FUNCS[cfg.strategy](ctx)
 
-    out = RunFolder(cfg.out or default_out(cfg))
+    log(f"writing run folder {out_path}")
+    out = RunFolder(out_path, protect)
     try:
         _write_run(out, ctx, trained, checks)
         t_pred = _time_prediction(out, ds, splits)
@@ -110,11 +109,14 @@ def _time_prediction(out: RunFolder, ds, sp, n: int = 64) -> dict:
     idx = sp.test[:n] if len(sp.test) else sp.train[:n]
     if not len(idx):
         return {"predict_s_per_item": None}
+    from .features.extract import resize_hint_for
+
     run = Run.load(out.path)
     model, tf = run.model, timm.data.create_transform(**run.data_config, is_training=False)
+    hint = resize_hint_for(run.data_config)
 
     def once(items):
-        x = torch.stack([tf(ds.load(int(i))) for i in items]).contiguous(memory_format=torch.channels_last)
+        x = torch.stack([tf(ds.load(int(i), hint)) for i in items]).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             model(x).softmax(-1)
 

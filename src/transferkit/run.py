@@ -1,7 +1,6 @@
 """A finished run folder as an object: its config, labels, metrics and a model that predicts."""
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,13 +40,24 @@ class Run:
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike) -> "Run":
+        """Open a run folder. Nothing in it is executed: JSON files and safetensors weights
+        only, each checked, and a damaged or foreign folder gives a one-line error."""
         d = Path(run_dir)
         for f in ("config.json", "labels.json", MODEL_FILE):
             if not (d / f).is_file():
                 raise TransferkitError(f"{d}: not a finished run folder (no {f}); pass the folder `transferkit train` wrote")
-        cfg = TrainConfig.from_dict(tkio.read_json(d / "config.json"))
-        classes = tkio.read_json(d / "labels.json")["classes"]
-        metrics = tkio.read_json(d / "metrics.json") if (d / "metrics.json").exists() else {}
+        raw = _read_json(d / "config.json", dict)
+        try:
+            cfg = TrainConfig.from_dict(raw)
+        except TypeError as exc:
+            raise TransferkitError(f"{d / 'config.json'}: not a transferkit run config ({exc})") from None
+        if not isinstance(cfg.backbone, str) or not isinstance(cfg.extra, dict):
+            raise TransferkitError(f"{d / 'config.json'}: 'backbone' must be a name and 'extra' an object")
+        cfg.extra["data_config"] = _checked_data_config(cfg.extra.get("data_config"), d / "config.json")
+        classes = _read_json(d / "labels.json", dict).get("classes")
+        if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+            raise TransferkitError(f"{d / 'labels.json'}: 'classes' must be a non-empty list of names")
+        metrics = _read_json(d / "metrics.json", dict) if (d / "metrics.json").exists() else {}
         return cls(d, cfg, classes, metrics)
 
     @property
@@ -90,20 +100,82 @@ class Run:
         bar.close()
 
 
+def _read_json(path: Path, kind: type):
+    try:
+        obj = tkio.read_json(path)
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
+        raise TransferkitError(f"{path}: damaged or not JSON ({type(exc).__name__}: {str(exc)[:120]}); train again to rebuild the run folder") from None
+    if not isinstance(obj, kind):
+        raise TransferkitError(f"{path}: expected a JSON {kind.__name__}, found {type(obj).__name__}")
+    return obj
+
+
+_INTERPOLATIONS = {"nearest", "bilinear", "bicubic", "box", "hamming", "lanczos"}
+_CROP_MODES = {"center", "squash", "border"}
+
+
+def _checked_data_config(dc, where: Path) -> dict:
+    """The preprocessing a run recorded, checked field by field (it drives timm's transform)."""
+    try:
+        size = tuple(int(v) for v in dc["input_size"])
+        mean, std = tuple(float(v) for v in dc["mean"]), tuple(float(v) for v in dc["std"])
+        out = {
+            "input_size": size,
+            "interpolation": str(dc.get("interpolation", "bilinear")),
+            "mean": mean,
+            "std": std,
+            "crop_pct": float(dc.get("crop_pct", 1.0)),
+            "crop_mode": str(dc.get("crop_mode", "center")),
+        }
+        ok = (
+            len(size) == 3 and size[0] == 3 and all(8 <= v <= 4096 for v in size[1:])
+            and len(mean) == len(std) == 3 and all(v > 0 for v in std)
+            and out["interpolation"] in _INTERPOLATIONS and out["crop_mode"] in _CROP_MODES
+            and 0.05 <= out["crop_pct"] <= 2.0
+        )
+    except (TypeError, KeyError, ValueError):
+        ok = False
+    if not ok:
+        raise TransferkitError(f"{where}: extra.data_config is missing or out of range (input_size, mean, std, interpolation, crop_pct, crop_mode); train again to rebuild the run folder")
+    return out
+
+
 def _load_model(path: Path, cfg: TrainConfig, n_classes: int) -> TransferModel:
+    """Build the run's model and load its safetensors weights, checked against the file's own
+    header first: shapes come from the file, so a hostile config cannot make us allocate more
+    than the file holds."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
     from .backbones.registry import _resolve_arch, _timm
 
-    with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata() or {}
-    backbone = _timm().create_model(_resolve_arch(cfg.backbone), pretrained=False)
-    head = build_head(meta.get("head", "linear"), int(backbone.num_features), n_classes, int(meta.get("hidden", cfg.hidden)))
-    model = TransferModel(backbone, head)
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+    except Exception as exc:  # noqa: BLE001 - any parse failure means a bad file
+        raise TransferkitError(f"{path}: not a valid safetensors file ({type(exc).__name__}: {str(exc)[:160]}); train again to rebuild it") from None
+    arch = _resolve_arch(cfg.backbone)
+    kind = meta.get("head", "linear")
+    head_shapes = {k[len("head.") :]: v for k, v in shapes.items() if k.startswith("head.")}
+    if kind == "mlp" and len(head_shapes.get("0.weight", ())) == 2:
+        hidden = head_shapes["0.weight"][0]
+    elif kind == "linear":
+        hidden = 0
+    else:
+        raise TransferkitError(f"{path}: unknown or malformed head ({kind!r}); train again to rebuild the run folder")
+    with torch.device("meta"):  # shapes only: nothing allocated until the file is known to fit
+        body = _timm().create_model(arch, pretrained=False)
+        dim = int(body.num_features)
+        expected = {k: tuple(v.shape) for k, v in TransferModel(body, build_head(kind, dim, n_classes, max(hidden, 1))).state_dict().items()}
+    if expected != shapes:
+        diff = sorted(set(expected.items()) ^ set(shapes.items()))[:2]
+        raise TransferkitError(f"{path}: weights do not fit a {cfg.backbone} with {n_classes} classes (first differences: {diff}); the run folder is damaged or mixed")
+    backbone = _timm().create_model(arch, pretrained=False)
+    model = TransferModel(backbone, build_head(kind, dim, n_classes, max(hidden, 1)))
     try:
         model.load_state_dict(load_file(str(path)), strict=True)
-    except RuntimeError as exc:
+    except Exception as exc:  # noqa: BLE001
         raise TransferkitError(f"{path}: weights do not fit the run's model ({str(exc).splitlines()[0][:200]})") from None
     return model.eval().to(memory_format=torch.channels_last)
 
@@ -135,20 +207,33 @@ def _collate(batch):
     return x, [i for _, i in ok], errors
 
 
-def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
-    """Files as given; folders expanded to the image files under them; CSVs to their path column."""
+def expand_inputs(inputs: Iterable[str | os.PathLike], data_root: str | os.PathLike | None = None) -> list[str]:
+    """Files as given; folders expanded to the image files under them; CSVs to their path column.
+
+    Paths inside a CSV follow the training rule: relative to `data_root` (default: the CSV's
+    folder) and inside it, or the CSV is refused.
+    """
+    from .data.sources import PATH_COLUMNS, read_csv_rows, within
+
     out: list[str] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            out += sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
-        elif p.suffix.lower() == ".csv" and p.is_file():
-            with open(p, newline="", encoding="utf-8-sig") as fh:
-                rows = list(csv.DictReader(fh))
-            col = next((c for c in (rows[0].keys() if rows else []) if c.strip().lower() in ("path", "file", "filename", "image")), None)
+            out += sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith("."))
+        elif p.suffix.lower() in (".csv", ".tsv") and p.is_file():
+            header, rows = read_csv_rows(p)
+            col = next((h for h in header if h and h.strip().lower() in PATH_COLUMNS), None)
             if col is None:
-                raise TransferkitError(f"{p}: needs a 'path' column listing the images to predict")
-            out += [str(p.parent / r[col]) if not os.path.isabs(r[col]) else r[col] for r in rows]
+                raise TransferkitError(f"{p}: needs a 'path' column listing the images to predict; found {header}")
+            root = Path(data_root).expanduser() if data_root else p.parent
+            for n, r in rows:
+                listed = (r.get(col) or "").strip()
+                if not listed:
+                    continue  # a blank row names nothing to predict
+                full = within(root, listed)
+                if full is None:
+                    raise TransferkitError(f"{p}: line {n}: '{listed}' is outside {os.path.abspath(root)}; paths in a CSV must stay inside its folder; pass --data-root DIR to allow another folder")
+                out.append(str(full))
         else:
             out.append(str(p))
     return out

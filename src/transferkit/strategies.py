@@ -11,6 +11,7 @@ from .config import TrainConfig
 from .data import ImageDataset, Splits
 from .features import extract_features
 from .heads import fit_linear_head, fit_mlp_head
+from .log import log
 from .model import TransferModel
 
 
@@ -39,12 +40,14 @@ def probe(ctx: Context) -> Trained:
 
     cfg, ds, sp = ctx.config, ctx.dataset, ctx.splits
     stats: dict = {}
+    log(f"extracting {ctx.backbone.name} features of {len(ds)} items (cached items are not recomputed)")
     X = extract_features(ctx.backbone, ds, cache_dir=cfg.cache_dir, batch_size=cfg.batch_size, stats=stats)
     ctx.features = X
     ctx.timing.update(extract_s=stats["extract_s"], backbone_runs=stats["computed"], cached_items=stats["cached"])
     cfg.extra["feature_cache"] = stats["cache_dir"]  # where the report finds the features (PCA/t-SNE)
     y = ds.labels
     t0 = time.perf_counter()
+    log(f"fitting the {cfg.head} head on {len(sp.train)} training items")
     if cfg.head == "mlp":
         head, info = fit_mlp_head(X[sp.train], y[sp.train], X[sp.val], y[sp.val], len(ds.classes), seed=cfg.seed, hidden=cfg.hidden)
     else:

@@ -17,13 +17,14 @@ MAX_IMBALANCE = 10.0
 @dataclass
 class CheckResult:
     warnings: list[str] = field(default_factory=list)
-    skipped: list[dict] = field(default_factory=list)  # {"item", "reason"}
+    skipped: list[dict] = field(default_factory=list)  # {"item", "reason"}: unreadable / not images
+    ignored: list[dict] = field(default_factory=list)  # {"item", "reason"}: OS metadata files, hidden files
     leakage: list[dict] = field(default_factory=list)  # identical content in different splits
     contradictions: list[dict] = field(default_factory=list)  # identical content, different labels
     duplicates: int = 0  # items whose content appears more than once
 
     def as_dict(self) -> dict:
-        return {"warnings": self.warnings, "skipped": self.skipped, "leakage": self.leakage, "contradictions": self.contradictions, "duplicates": self.duplicates}
+        return {"warnings": self.warnings, "skipped": self.skipped, "ignored": self.ignored, "leakage": self.leakage, "contradictions": self.contradictions, "duplicates": self.duplicates}
 
 
 def check_dataset(ds: ImageDataset, splits: Splits | None = None) -> CheckResult:
@@ -31,11 +32,16 @@ def check_dataset(ds: ImageDataset, splits: Splits | None = None) -> CheckResult
     counts = ds.class_counts()
     present = {c: n for c, n in counts.items() if n > 0}
     if len(present) < 2:
-        raise TransferkitError(f"{ds.root or ds.name}: found {len(present)} class(es) with images ({', '.join(present) or 'none'}); a classifier needs at least 2 classes, each in its own sub-folder")
+        raise TransferkitError(f"{ds.root or ds.name}: found {len(present)} class(es) with images ({', '.join(present) or 'none'}); a classifier needs at least 2 classes, each in its own sub-folder (or with its own label in a CSV)")
+    if splits is not None:
+        in_train = sorted({ds.classes[c] for c in ds.labels[splits.train]})
+        if len(in_train) < 2:
+            raise TransferkitError(f"{ds.root or ds.name}: the training split holds images of {len(in_train)} class(es) ({', '.join(in_train) or 'none'}); a classifier needs at least 2 classes to learn from; add training images")
     res = CheckResult()
     res.skipped = [{"item": s.item, "reason": s.reason} for s in ds.skipped]
+    res.ignored = [{"item": s.item, "reason": s.reason} for s in getattr(ds, "ignored", [])]
     if ds.skipped:
-        res.warnings.append(f"{len(ds.skipped)} file(s) skipped as unreadable or not images (listed in checks.json)")
+        res.warnings.append(f"{len(ds.skipped)} file(s) or CSV row(s) skipped: unreadable, not images, blank or duplicate rows (each listed with its reason in checks.json)")
     for c, n in counts.items():
         if n == 0:
             res.warnings.append(f"class '{c}' has no readable images and cannot be predicted")
@@ -45,6 +51,15 @@ def check_dataset(ds: ImageDataset, splits: Splits | None = None) -> CheckResult
     if hi / lo > MAX_IMBALANCE:
         res.warnings.append(f"classes are imbalanced {hi / lo:.0f}:1 ({max(present, key=present.get)} {hi} vs {min(present, key=present.get)} {lo}); consider class weights")
     res.warnings.extend(ds.notes)
+    if splits is not None:
+        for c, n in counts.items():
+            if n == 0:
+                continue
+            ci = ds.classes.index(c)
+            lacking = [name for name in ("train", "val", "test") if len(getattr(splits, name)) and not (ds.labels[getattr(splits, name)] == ci).any()]
+            if lacking and n < MIN_PER_CLASS:
+                why = "too few images to put one in each split" if n < 3 else "the split left none there"
+                res.warnings.append(f"class '{c}' ({n} image(s)) has none in {'/'.join(lacking)} ({why}); " + ("its test scores are missing" if "test" in lacking else "model selection ignores it"))
 
     by_key: dict[str, list[int]] = defaultdict(list)
     for i, k in enumerate(ds.keys):

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .images import open_rgb
+from ..errors import TransferkitError
+from .images import ImageDecodeError, open_rgb
 
 
 def content_key(data: bytes) -> str:
@@ -39,7 +41,8 @@ class ImageDataset:
     paths: list[str] | None = None
     arrays: np.ndarray | None = None
     given_split: list[str] | None = None
-    skipped: list[Skipped] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)  # unreadable / not images: listed as warnings
+    ignored: list[Skipped] = field(default_factory=list)  # OS metadata (.DS_Store, ...): listed, no warning
     notes: list[str] = field(default_factory=list)  # remarks about the source, shown in checks
     root: str | None = None  # folder paths are shown relative to
     kind: str = "image"
@@ -53,9 +56,23 @@ class ImageDataset:
             return self.paths[i]
         return f"{self.name}[{i}]"
 
-    def load(self, i: int, size_hint: int | None = None) -> Image.Image:
+    def load(self, i: int, size_hint: int | None = None, verify: bool = False) -> Image.Image:
+        """Item `i` as an RGB image. `verify`: decode the very bytes whose hash is the item's
+        key (the cache key), so a file changed since loading cannot store features under the
+        old content's key."""
         if self.paths is not None:
-            return open_rgb(self.paths[i], size_hint)
+            try:
+                if not verify:
+                    return open_rgb(self.paths[i], size_hint)
+                try:
+                    data = Path(self.paths[i]).read_bytes()
+                except OSError as exc:
+                    raise ImageDecodeError(f"cannot read ({exc.strerror or exc})") from None
+                if content_key(data) != self.keys[i]:
+                    raise ImageDecodeError("its content changed since the data was loaded")
+                return open_rgb(io.BytesIO(data), size_hint)
+            except ImageDecodeError as exc:
+                raise TransferkitError(f"{self.paths[i]}: {exc}") from None
         arr = self.arrays[i]
         im = Image.fromarray(arr)
         return im.convert("RGB")
@@ -75,6 +92,7 @@ class ImageDataset:
             arrays=None if self.arrays is None else self.arrays[idx],
             given_split=None if self.given_split is None else [self.given_split[i] for i in idx],
             skipped=self.skipped,
+            ignored=self.ignored,
             notes=self.notes,
             root=self.root,
         )

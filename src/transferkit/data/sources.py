@@ -1,7 +1,18 @@
-"""Load a labelled image dataset from a folder, a split folder, a CSV or a built-in name."""
+"""Load a labelled image dataset from a folder, a split folder, a CSV or a built-in name.
+
+What happens with bad data (the README's "What happens with bad data" section is the summary):
+- files that are not images, cannot be read or cannot be decoded are skipped and listed
+  (`ImageDataset.skipped`, then checks.json and the report); OS metadata (.DS_Store, Thumbs.db,
+  desktop.ini, dot-files, __MACOSX/) is ignored and listed separately (`ignored`);
+- symlinks are followed (a symlinked folder visited twice is not read twice);
+- images in sub-folders of a class folder belong to that class;
+- a CSV whose paths leave its folder (`../`, absolute paths elsewhere) is refused before any
+  image is read, unless `data_root` names a folder that holds them.
+"""
 from __future__ import annotations
 
 import csv
+import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,28 +25,41 @@ from . import builtins
 from .dataset import ImageDataset, Skipped, content_key
 from .images import IMAGE_EXTENSIONS, ImageDecodeError, open_rgb
 
+SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "test": "test", "testing": "test"}
 SPLIT_NAMES = ("train", "val", "test")
-_JUNK = {".ds_store", "thumbs.db", "desktop.ini"}
+_JUNK_FILES = {".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db"}
+_JUNK_DIRS = {"__macosx", "@eadir", "$recycle.bin"}
+PATH_COLUMNS = ("path", "file", "filename", "image", "filepath", "image_path")
+LABEL_COLUMNS = ("label", "class", "category", "target")
 
 
-def load_dataset(source: str | os.PathLike, *, check_images: bool = True) -> ImageDataset:
+def load_dataset(source: str | os.PathLike, *, check_images: bool = True, data_root: str | os.PathLike | None = None) -> ImageDataset:
     """Load labelled images from `source`.
 
     `source` is a folder with one sub-folder per class; a folder with `train/` and `test/`
-    (optionally `val/`) sub-folders, each with one sub-folder per class, whose split is kept;
-    a CSV file with `path,label` columns (paths relative to the CSV); or a built-in dataset
-    name (see `list_datasets()`).
+    and/or `val/` sub-folders, each with one sub-folder per class, whose split is kept; a CSV
+    file with `path,label` columns; or a built-in dataset name (see `list_datasets()`).
+
+    CSV paths are relative to `data_root` (default: the CSV's folder) and must stay inside
+    it; a CSV naming files elsewhere is refused before anything is read.
     """
     text = str(source)
+    path = Path(source).expanduser()
+    is_csv = path.is_file() and path.suffix.lower() in (".csv", ".tsv")
+    if data_root and not is_csv:
+        raise TransferkitError(f"--data-root applies to CSV data only; {text} is not a .csv/.tsv file")
     if text in builtins.BUILTINS:
         return builtins.load(text)
-    path = Path(source).expanduser()
-    if path.is_file() and path.suffix.lower() in (".csv", ".tsv"):
-        return _load_csv(path, check_images)
+    if is_csv:
+        return _load_csv(path, check_images, Path(data_root).expanduser() if data_root else None)
     if path.is_dir():
-        subdirs = {p.name.lower(): p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")}
-        if "train" in subdirs and "test" in subdirs:
-            return _load_split_folder(path, subdirs, check_images)
+        try:
+            subdirs = {p.name.lower(): p for p in _subdirs(path)}
+        except PermissionError:
+            raise TransferkitError(f"{path}: permission denied; make the folder readable by this user") from None
+        split_dirs = {SPLIT_ALIASES[n]: p for n, p in sorted(subdirs.items()) if n in SPLIT_ALIASES}
+        if "train" in split_dirs and len(split_dirs) >= 2:
+            return _load_split_folder(path, split_dirs, [p for n, p in subdirs.items() if n not in SPLIT_ALIASES], check_images)
         return _load_class_folder(path, check_images)
     if path.exists():
         raise TransferkitError(f"{path}: not a folder or a .csv file; point at a folder with one sub-folder per class or a CSV with path,label columns")
@@ -43,89 +67,256 @@ def load_dataset(source: str | os.PathLike, *, check_images: bool = True) -> Ima
     raise TransferkitError(f"{text}: no such folder or file, and not a built-in dataset ({names})")
 
 
-def _class_files(class_dir: Path, skipped: list[Skipped]) -> list[Path]:
-    files = []
-    for p in sorted(class_dir.rglob("*")):
+def _is_junk(name: str) -> bool:
+    return name.startswith(".") or name.lower() in _JUNK_FILES or name.lower() in _JUNK_DIRS
+
+
+def _subdirs(path: Path, strict: bool = True) -> list[Path]:
+    try:
+        return sorted(p for p in path.iterdir() if p.is_dir() and not _is_junk(p.name))
+    except OSError:
+        if strict:
+            raise
+        return []
+
+
+def _walk(class_dir: Path, skipped: list[Skipped], ignored: list[Skipped]) -> list[Path]:
+    """Image files under `class_dir`, at any depth, symlinks followed, each real folder once."""
+    found: list[Path] = []
+    seen = {os.path.realpath(class_dir)}
+
+    def onerror(exc: OSError) -> None:
+        skipped.append(Skipped(str(exc.filename), f"folder cannot be read ({exc.strerror})"))
+
+    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True, onerror=onerror):
+        keep = []
+        for d in sorted(dirnames):
+            full = os.path.join(dirpath, d)
+            if _is_junk(d):
+                ignored.append(Skipped(full, "OS metadata / hidden folder"))
+                continue
+            real = os.path.realpath(full)
+            if real in seen:
+                ignored.append(Skipped(full, f"symlink to a folder already read ({real})"))
+                continue
+            seen.add(real)
+            keep.append(d)
+        dirnames[:] = keep
+        for f in filenames:
+            p = Path(dirpath) / f
+            if _is_junk(f):
+                ignored.append(Skipped(str(p), "OS metadata / hidden file"))
+            elif p.suffix.lower() not in IMAGE_EXTENSIONS:
+                skipped.append(Skipped(str(p), f"not an image file extension ({p.suffix or 'none'})"))
+            else:
+                found.append(p)
+    return sorted(found, key=str)
+
+
+def _stray_files(root: Path, skipped: list[Skipped], ignored: list[Skipped]) -> None:
+    """Files directly in the data folder belong to no class: list them, don't guess."""
+    for p in sorted(root.iterdir()):
         if p.is_dir():
             continue
-        if p.name.lower() in _JUNK or p.name.startswith("."):
-            continue  # OS metadata files, not data; not worth a warning
-        if p.suffix.lower() not in IMAGE_EXTENSIONS:
-            skipped.append(Skipped(str(p), f"not an image file extension ({p.suffix or 'none'})"))
-            continue
-        files.append(p)
-    return files
+        if _is_junk(p.name):
+            ignored.append(Skipped(str(p), "OS metadata / hidden file"))
+        elif p.suffix.lower() in IMAGE_EXTENSIONS:
+            skipped.append(Skipped(str(p), "image directly in the data folder, not in a class sub-folder (its class is unknown)"))
+
+
+def _nested_note(root: Path, class_dirs: list[Path], paths: list[Path]) -> list[str]:
+    nested = {}
+    for p in paths:
+        rel = p.relative_to(root).parts
+        if len(rel) > 2:
+            nested.setdefault(rel[0], set()).add("/".join(rel[:2]))
+    return [f"class '{c}': images in {len(s)} sub-folder(s) (e.g. {sorted(s)[0]}/) are counted as '{c}'" for c, s in sorted(nested.items())]
 
 
 def _load_class_folder(root: Path, check: bool) -> ImageDataset:
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    class_dirs = _subdirs(root)
     if not class_dirs:
         raise TransferkitError(f"{root}: no class sub-folders; put each class's images in its own sub-folder (e.g. {root}/cat/*.jpg)")
+    names = {d.name.lower() for d in class_dirs}
+    if "train" not in names and names & {"test", "val", "valid", "validation"} and all(_subdirs(d, strict=False) for d in class_dirs):
+        raise TransferkitError(f"{root}: has {'/, '.join(sorted(names))}/ but no train/ folder; a split layout needs train/<class>/ beside test/ or val/")
+    if len(class_dirs) == 1:
+        inner = _subdirs(class_dirs[0], strict=False)
+        if len(inner) >= 2:
+            raise TransferkitError(
+                f"{root}: one class folder ('{class_dirs[0].name}') holding sub-folders ({', '.join(p.name for p in inner[:5])}); "
+                f"if those are the classes, point transferkit at {class_dirs[0]}"
+            )
     skipped: list[Skipped] = []
+    ignored: list[Skipped] = []
+    _stray_files(root, skipped, ignored)
     paths, labels = [], []
     for ci, d in enumerate(class_dirs):
-        for f in _class_files(d, skipped):
+        for f in _walk(d, skipped, ignored):
             paths.append(f)
             labels.append(ci)
-    return _build(root.name, [d.name for d in class_dirs], paths, labels, None, skipped, root, check)
+    ds = _build(root.name, [d.name for d in class_dirs], paths, labels, None, skipped, root, check)
+    ds.ignored = ignored
+    ds.notes += _nested_note(root, class_dirs, paths)
+    return ds
 
 
-def _load_split_folder(root: Path, subdirs: dict[str, Path], check: bool) -> ImageDataset:
-    splits = [s for s in SPLIT_NAMES if s in subdirs]
-    class_sets = {s: sorted(p.name for p in subdirs[s].iterdir() if p.is_dir() and not p.name.startswith(".")) for s in splits}
+def _load_split_folder(root: Path, split_dirs: dict[str, Path], others: list[Path], check: bool) -> ImageDataset:
+    splits = [s for s in SPLIT_NAMES if s in split_dirs]
+    class_sets = {s: [p.name for p in _subdirs(split_dirs[s])] for s in splits}
     classes = sorted(set().union(*class_sets.values()))
     if not class_sets["train"]:
-        raise TransferkitError(f"{subdirs['train']}: no class sub-folders; put each class's images in train/<class>/")
-    missing = {s: sorted(set(class_sets["train"]) - set(c)) for s, c in class_sets.items() if s != "train"}
+        raise TransferkitError(f"{split_dirs['train']}: no class sub-folders; put each class's images in {split_dirs['train'].name}/<class>/")
     extra = sorted(set(classes) - set(class_sets["train"]))
     if extra:
-        raise TransferkitError(f"{root}: classes {extra} appear in val/ or test/ but not in train/; a model cannot learn them; add training images or remove those folders")
+        where = ", ".join(f"{split_dirs[s].name}/" for s in splits if set(class_sets[s]) & set(extra))
+        raise TransferkitError(f"{root}: classes {extra} appear in {where} but not in {split_dirs['train'].name}/; a model cannot learn them; add training images or remove those folders")
     skipped: list[Skipped] = []
+    ignored: list[Skipped] = []
+    _stray_files(root, skipped, ignored)
     paths, labels, given = [], [], []
     for s in splits:
+        _stray_files(split_dirs[s], skipped, ignored)
         for c in class_sets[s]:
-            for f in _class_files(subdirs[s] / c, skipped):
+            for f in _walk(split_dirs[s] / c, skipped, ignored):
                 paths.append(f)
                 labels.append(classes.index(c))
                 given.append(s)
     ds = _build(root.name, classes, paths, labels, given, skipped, root, check)
-    ds.notes = [f"{s}/ has no images of {m}" for s, m in missing.items() if m]
+    ds.ignored = ignored
+    missing = {split_dirs[s].name: sorted(set(class_sets["train"]) - set(class_sets[s])) for s in splits if s != "train"}
+    ds.notes = [f"{s}/ has no folder for class(es) {m}" for s, m in missing.items() if m]
+    if others:
+        ds.notes.append(f"sub-folders other than train/val/test are ignored: {', '.join(p.name for p in others)}")
     return ds
 
 
-def _load_csv(csv_path: Path, check: bool) -> ImageDataset:
-    delimiter = "\t" if csv_path.suffix.lower() == ".tsv" else ","
+# ---------------------------------------------------------------------------------------- CSV
+
+
+def read_csv_rows(csv_path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
+    """(header, [(line number, row dict)]) of a UTF-8 CSV/TSV, with errors that name the line."""
     try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh, delimiter=delimiter))
+        data = csv_path.read_bytes()
+    except OSError as exc:
+        raise TransferkitError(f"{csv_path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise TransferkitError(f"{csv_path}: not UTF-8 text ({exc}); save it as UTF-8") from None
+        line = data[: exc.start].count(b"\n") + 1
+        raise TransferkitError(f"{csv_path}: line {line} is not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8 (e.g. Excel: Save As > CSV UTF-8)") from None
+    if "\0" in text:
+        line = text[: text.index("\0")].count("\n") + 1
+        raise TransferkitError(f"{csv_path}: line {line} contains a NUL byte; this is not a text CSV (a spreadsheet or binary file saved as .csv?)")
+    delimiter = "\t" if csv_path.suffix.lower() == ".tsv" else ","
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows = []
+    try:
+        for row in reader:
+            rows.append((reader.line_num, row))
+    except csv.Error as exc:
+        raise TransferkitError(f"{csv_path}: line {reader.line_num}: {exc}; check its quoting") from None
+    return list(reader.fieldnames or []), rows
+
+
+def _column(header: list[str], names: tuple[str, ...]) -> str | None:
+    norm = {h.strip().lower(): h for h in header if h}
+    return next((norm[n] for n in names if n in norm), None)
+
+
+def within(root: Path, listed: str) -> Path | None:
+    """The file `listed` (relative to `root`, or absolute) if it stays inside `root`, else None.
+
+    The check is on the path as written (`..` collapsed), not on symlinks: a symlink inside the
+    root was put there by whoever owns the folder, and is followed.
+    """
+    base = os.path.abspath(root)
+    full = os.path.normpath(os.path.join(base, listed))
+    try:
+        inside = os.path.commonpath([base, full]) == base
+    except ValueError:  # different drives (Windows)
+        inside = False
+    return Path(full) if inside else None
+
+
+def _sort_labels(names: set[str]) -> list[str]:
+    """Classes in a stable order: number-like labels first, numerically (2 before 10), then text."""
+
+    def key(s: str):
+        try:
+            return (0, float(s), s)
+        except ValueError:
+            return (1, 0.0, s)
+
+    return sorted(names, key=key)
+
+
+def _label_notes(classes: list[str]) -> list[str]:
+    """Labels that are different text but probably mean the same class ('1' vs '1.0', 'Cat' vs 'cat')."""
+    groups: dict[object, list[str]] = {}
+    for c in classes:
+        try:
+            key: object = ("num", float(c))
+        except ValueError:
+            key = ("text", " ".join(c.casefold().split()))
+        groups.setdefault(key, []).append(c)
+    return [f"labels {same} are different classes (labels are compared as text); make them identical in the CSV if they mean the same" for same in groups.values() if len(same) > 1]
+
+
+def _load_csv(csv_path: Path, check: bool, data_root: Path | None) -> ImageDataset:
+    header, rows = read_csv_rows(csv_path)
     if not rows:
         raise TransferkitError(f"{csv_path}: no rows; expected a header with path,label and one row per image")
-    header = {h.strip().lower(): h for h in rows[0].keys() if h}
-    path_col = next((header[h] for h in ("path", "file", "filename", "image") if h in header), None)
-    label_col = next((header[h] for h in ("label", "class", "category", "target") if h in header), None)
+    path_col, label_col = _column(header, PATH_COLUMNS), _column(header, LABEL_COLUMNS)
     if path_col is None or label_col is None:
-        raise TransferkitError(f"{csv_path}: needs a 'path' and a 'label' column; found {list(rows[0].keys())}")
+        raise TransferkitError(f"{csv_path}: needs a 'path' and a 'label' column; found {header}")
+    if data_root is not None and not data_root.is_dir():
+        raise TransferkitError(f"--data-root {data_root}: no such folder")
+    root = Path(os.path.abspath(data_root or csv_path.parent))
     skipped: list[Skipped] = []
-    paths, names = [], []
-    base = csv_path.parent
-    for n, row in enumerate(rows, start=2):
+    paths, names, outside = [], [], []
+    first_line: dict[tuple[str, str], int] = {}
+    for n, row in rows:
         p, label = (row.get(path_col) or "").strip(), (row.get(label_col) or "").strip()
         if not p or not label:
-            skipped.append(Skipped(f"{csv_path}:{n}", "blank path or label"))
+            skipped.append(Skipped(f"{csv_path}:{n}", "blank " + ("path" if not p else "label")))
             continue
-        paths.append((base / p) if not os.path.isabs(p) else Path(p))
+        full = within(root, p)
+        if full is None:
+            outside.append((n, p))
+            continue
+        if (str(full), label) in first_line:
+            skipped.append(Skipped(f"{csv_path}:{n}", f"duplicate of line {first_line[(str(full), label)]}"))
+            continue
+        first_line[(str(full), label)] = n
+        paths.append(full)
         names.append(label)
-    classes = sorted(set(names))
-    labels = [classes.index(x) for x in names]
-    return _build(csv_path.stem, classes, paths, labels, None, skipped, base, check)
+    if outside:
+        n, p = outside[0]
+        more = f" (and {len(outside) - 1} more row(s))" if len(outside) > 1 else ""
+        raise TransferkitError(
+            f"{csv_path}: line {n}: '{p}' is outside {root}{more}; paths in a CSV must stay inside "
+            + ("--data-root" if data_root else "the CSV's folder")
+            + "; pass --data-root DIR (a folder that holds them) to allow it"
+        )
+    classes = _sort_labels(set(names))
+    index = {c: i for i, c in enumerate(classes)}
+    ds = _build(csv_path.stem, classes, paths, [index[x] for x in names], None, skipped, root, check)
+    ds.notes += _label_notes(ds.classes)
+    return ds
+
+
+# ------------------------------------------------------------------------------- reading files
 
 
 def _read_and_check(path: Path, check: bool) -> tuple[str | None, str | None]:
     """Return (content key, error) for one file."""
     try:
         data = path.read_bytes()
+    except IsADirectoryError:
+        return None, "is a folder, not an image file"
+    except PermissionError:
+        return None, "permission denied (the file is not readable by this user)"
     except OSError as exc:
         return None, f"cannot read ({exc.strerror or exc})"
     if not data:

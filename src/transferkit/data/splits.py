@@ -5,8 +5,10 @@ u < test_size, to val if u < test_size + val_size, else to train. So:
 - the same data and seed give the same split on any machine (no RNG state, no ordering);
 - adding images never moves the images already assigned;
 - identical files get the same u and always land in the same split (no duplicate leakage);
-- each class is split in the given proportions in expectation (stratified); a class too small
-  to get a val/test item by chance gets one moved in, deterministically.
+- each class is split in the given proportions in expectation (stratified); a class the hash
+  left without a train, test or val item gets one moved in, deterministically: every class
+  with an item trains on at least one; with 2 items, one trains and one tests; with 3 or more,
+  each split gets one.
 """
 from __future__ import annotations
 
@@ -42,7 +44,12 @@ def _u(seed: int, key: str) -> float:
 
 
 def make_splits(ds: ImageDataset, val_size: float = 0.15, test_size: float = 0.15, seed: int = 0) -> Splits:
-    """Split `ds`, keeping a split the source came with (train/test folders, official splits)."""
+    """Split `ds`, keeping a split the source came with (train/val/test folders, official splits).
+
+    A given split missing val or test gets it carved out of its train part (`val_size` and
+    `test_size` stay fractions of the whole). Every class with an item gets at least one
+    training item; a class with two or more gets a test (then a val) item where one is wanted.
+    """
     for name, v in (("val_size", val_size), ("test_size", test_size)):
         if not 0.0 <= v < 1.0:
             raise TransferkitError(f"--{name.replace('_', '-')} {v}: must be a fraction between 0 and 1 (e.g. 0.15)")
@@ -50,33 +57,71 @@ def make_splits(ds: ImageDataset, val_size: float = 0.15, test_size: float = 0.1
         raise TransferkitError(f"--val-size {val_size} + --test-size {test_size} leave nothing to train on; keep their sum below 1")
     n = len(ds)
     u = np.array([_u(seed, k) for k in ds.keys])
-    split = np.full(n, "train", dtype=object)
     if ds.given_split is not None:
         given = np.asarray(ds.given_split, dtype=object)
-        split[:] = given
-        if not (given == "val").any():
-            # carve val out of the given train part, val_size of the whole as a fraction of train
-            frac = val_size / max(1e-9, 1.0 - (given == "test").mean())
-            split[(given == "train") & (u < frac)] = "val"
+        split = given.copy()
+        movable = given == "train"
+        carve = [(name, size) for name, size in (("test", test_size), ("val", val_size)) if size > 0 and not (given == name).any()]
+        train_frac = max(float(movable.mean()), 1e-9)
+        # the same u thresholds as an unsplit source, rescaled to the train part; a train part
+        # too small for that gives at most half of itself (the checks warn about its size)
+        scale = min(1.0 / train_frac, 0.5 / max(sum(size for _, size in carve), 1e-9))
+        lo = 0.0
+        for name, size in carve:
+            hi = lo + size * scale
+            split[movable & (u >= lo) & (u < hi)] = name
+            lo = hi
+        wanted = [name for name, _ in carve]
     else:
+        split = np.full(n, "train", dtype=object)
         split[u < test_size + val_size] = "val"
         split[u < test_size] = "test"
-    _ensure_each_split_has_each_class(ds.labels, u, split, want_test=ds.given_split is None and test_size > 0, want_val=val_size > 0)
+        movable = np.ones(n, dtype=bool)
+        wanted = [name for name, size in (("test", test_size), ("val", val_size)) if size > 0]
+    _balance_small_classes(ds.labels, ds.keys, u, split, movable, wanted)
     idx = np.arange(n)
     return Splits(idx[split == "train"], idx[split == "val"], idx[split == "test"])
 
 
-def _ensure_each_split_has_each_class(labels, u, split, want_test: bool, want_val: bool) -> None:
-    """Move the train items nearest the boundary so classes with ≥ 3 items appear in val/test."""
+def _balance_small_classes(labels, keys, u, split, movable, wanted: list[str]) -> None:
+    """Deterministic fixes for classes the hash split left without train, test or val items.
+
+    Only `movable` items (those whose split we chose, not a given one) move, and byte-identical
+    copies move together (they share a key and u), so a fix never leaks a copy across splits.
+    Priority is train > test > val: a class with no train item gets its largest-u item moved
+    to train; a class missing a `wanted` split gets the smallest-u item of a split that can
+    spare one (train first), or else of a lower-priority split. So 2 items end as train +
+    test, and 3 as one in each.
+    """
+    keys = np.asarray(keys)
+
+    def move(i: int, name: str) -> None:
+        split[movable & (keys == keys[i])] = name
+
+    classes_of: dict[str, set] = {}
+    for k, c in zip(keys.tolist(), labels.tolist()):
+        classes_of.setdefault(k, set()).add(c)
+    for c in np.unique(labels):  # first: every class trains on something
+        mine = np.flatnonzero((labels == c) & movable)
+        if len(mine) and not (split[labels == c] == "train").any():
+            move(mine[np.argmax(u[mine])], "train")
     for c in np.unique(labels):
         members = np.flatnonzero(labels == c)
-        for name, wanted in (("test", want_test), ("val", want_val)):
-            if not wanted or len(members) < 3 or (split[members] == name).any():
+        # donors: one item per distinct content, not shared with another class (moving a copy
+        # filed under two classes could take the other class's only training item)
+        mine = np.asarray([i for i in members[movable[members]] if len(classes_of[keys[i]]) == 1], dtype=np.int64)
+        if not len(mine):
+            continue
+        units = np.sort(mine[np.unique(keys[mine], return_index=True)[1]])
+        for rank, name in enumerate(wanted):
+            if (split[members] == name).any():
                 continue
-            train = members[split[members] == "train"]
-            if len(train) <= 1:
-                continue
-            split[train[np.argmin(u[train])]] = name
+            groups = [units[split[units] == other] for other in ["train"] + [w for w in wanted if w != name]]
+            donors = next((g for g in groups if len(g) >= 2), None)  # a split that can spare one
+            if donors is None:  # else one from a lower-priority split
+                donors = units[np.isin(split[units], wanted[rank + 1 :])]
+            if len(donors):
+                move(donors[np.argmin(u[donors])], name)
 
 
 def load_splits(d: dict) -> Splits:

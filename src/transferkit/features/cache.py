@@ -39,6 +39,7 @@ class FeatureCache:
         self._index: dict[bytes, tuple[int, int]] = {}
         self._shards: list[np.ndarray] = []
         self._seen: set[str] = set()
+        _remove_stale_temp_files(self.dir)
         self.refresh()
 
     def refresh(self) -> None:
@@ -49,11 +50,15 @@ class FeatureCache:
                 continue
             feats_file = keys_file.with_name(name.replace(".keys.npy", ".feats.npy"))
             try:
-                keys = np.load(keys_file)
+                keys = np.load(keys_file)  # allow_pickle=False: a planted object array is refused
                 feats = np.load(feats_file, mmap_mode="r")
-                if feats.ndim != 2 or len(feats) != len(keys):
-                    raise ValueError(f"{len(keys)} keys but features of shape {feats.shape}")
-            except (OSError, ValueError) as exc:
+                if keys.ndim != 1 or keys.dtype.kind != "S":
+                    raise ValueError(f"keys of dtype {keys.dtype} and shape {keys.shape}")
+                if feats.ndim != 2 or len(feats) != len(keys) or feats.dtype != np.float32:
+                    raise ValueError(f"{len(keys)} keys but features of shape {feats.shape} and dtype {feats.dtype}")
+                if self._shards and feats.shape[1] != self._shards[0].shape[1]:
+                    raise ValueError(f"{feats.shape[1]} features per item, other shards have {self._shards[0].shape[1]}")
+            except (OSError, ValueError, EOFError) as exc:
                 warnings.warn(f"feature cache: ignoring damaged shard {keys_file} ({exc}); its items will be re-extracted", stacklevel=2)
                 continue
             self._seen.add(name)
@@ -104,3 +109,19 @@ class FeatureCache:
     def describe(self) -> dict:
         meta = self.dir / "meta.json"
         return {"dir": str(self.dir), "items": len(self), "meta": json.loads(meta.read_text()) if meta.exists() else {}}
+
+
+STALE_TEMP_S = 6 * 3600  # a temp file this old belongs to a writer that was killed
+
+
+def _remove_stale_temp_files(d: Path) -> None:
+    """Writers killed mid-shard leave `.shard-*.tmp` files (never read); clear old ones."""
+    import time
+
+    now = time.time()
+    for tmp in d.glob(".shard-*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > STALE_TEMP_S:
+                tmp.unlink()
+        except OSError:
+            pass

@@ -12,9 +12,11 @@ from tqdm.auto import tqdm
 from ..backbones import Backbone
 from ..data.dataset import ImageDataset
 from ..data.images import ImageDecodeError
+from ..errors import TransferkitError
 from .cache import FeatureCache, cache_namespace
 
-FLUSH_EVERY = 1024  # items per cache shard: the most work a kill can lose
+FLUSH_EVERY = 1024  # items per cache shard at most ...
+FLUSH_SECONDS = 30.0  # ... or this much backbone time: the most work a kill can lose
 
 
 def build_eval_transform(backbone: Backbone):
@@ -41,9 +43,20 @@ class _ItemImages(torch.utils.data.Dataset):
     def __getitem__(self, j: int):
         i = self.indices[j]
         try:
-            return self.transform(self.ds.load(i, self.size_hint)), j
-        except ImageDecodeError as exc:  # changed on disk since loading: fail with its name
-            raise ImageDecodeError(f"{self.ds.item_id(i)}: {exc}") from None
+            return self.transform(self.ds.load(i, self.size_hint, verify=True)), j, ""
+        except TransferkitError as exc:  # changed on disk since loading; names the file
+            return None, j, str(exc)
+        except ImageDecodeError as exc:
+            return None, j, f"{self.ds.item_id(i)}: {exc}"
+
+
+def _collate(batch):
+    """Stack the images of a batch; errors travel as text (a worker's exception would arrive
+    as a traceback inside a message)."""
+    errors = [e for _, _, e in batch if e]
+    if errors:
+        return None, [j for _, j, _ in batch], errors
+    return torch.stack([x for x, _, _ in batch]), [j for _, j, _ in batch], []
 
 
 def feature_cache_for(backbone: Backbone, cache_dir=None) -> FeatureCache:
@@ -104,19 +117,24 @@ def _run_backbone(backbone, dataset, todo, cache, batch_size, num_workers, progr
         num_workers=num_workers,
         persistent_workers=False,
         prefetch_factor=4 if num_workers else None,
+        collate_fn=_collate,
     )
     buf_keys: list[str] = []
     buf_feats: list[np.ndarray] = []
     bar = tqdm(total=len(todo), desc=f"extracting {backbone.name} features", unit="img", disable=not progress, smoothing=0.1)
+    last_flush = time.monotonic()
     try:
-        for x, j in loader:
+        for x, j, errors in loader:
+            if errors:
+                raise TransferkitError(f"{errors[0]}; it was readable when the data was loaded; run again to re-read the data (features computed so far are kept)")
             f = backbone.features(x.contiguous(memory_format=torch.channels_last))
             buf_feats.append(f.float().numpy())
             buf_keys.extend(dataset.keys[todo[int(t)]] for t in j)
             bar.update(len(j))
-            if len(buf_keys) >= FLUSH_EVERY:
+            if len(buf_keys) >= FLUSH_EVERY or time.monotonic() - last_flush > FLUSH_SECONDS:
                 cache.put(buf_keys, np.concatenate(buf_feats))
                 buf_keys, buf_feats = [], []
+                last_flush = time.monotonic()
     finally:
         # keep what was computed, also on Ctrl-C: the next run resumes from here
         if buf_keys:
