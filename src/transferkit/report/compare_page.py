@@ -43,7 +43,7 @@ def build_compare_page(rows: list[dict], runs: dict[str, RunFacts]) -> tuple[dic
         })  # fmt: skip
     if ok:
         if any(r.get("train_s") for r in ok):
-            figs["accuracy_vs_time"] = plots.accuracy_vs(ok, "train_s", "training time (s, log scale)", "Test accuracy vs training time")
+            figs["accuracy_vs_time"] = plots.accuracy_vs(ok, "train_s", "training time (log scale)", "Test accuracy vs training time")
         if any(r.get("params_total") for r in ok):
             figs["accuracy_vs_params"] = plots.accuracy_vs(ok, "params_total", "parameters (log scale)", "Test accuracy vs model size")
     classes, labels, f1, series = _per_class(ok, runs)

@@ -94,7 +94,11 @@ def _winner(ok: list[dict], runs: dict) -> str:
         return s + "; it is the only finished run."
     r2 = ok[1]
     gap = w["test_accuracy"] - r2["test_accuracy"]
-    s += f", {pp(gap)} ahead of {r2['label']} ({pct(r2['test_accuracy'])})"
+    tied = [r["label"] for r in ok[1:] if r["test_accuracy"] == w["test_accuracy"]]
+    if tied:
+        s = f"{w['label']} and {', '.join(tied)} tie on test accuracy ({pct(w['test_accuracy'])}); {w['label']} is listed first" + (" on macro-F1" if (w.get("macro_f1") or 0) > (r2.get("macro_f1") or 0) else "")
+    else:
+        s += f", {pp(gap)} ahead of {r2['label']} ({pct(r2['test_accuracy'])})"
     t = mcnemar(runs[w["label"]].predictions, runs[r2["label"]].predictions) if w["label"] in runs and r2["label"] in runs else None
     if t:
         verdict = "unlikely to be chance" if t["p"] < 0.05 else "within what chance gives on a test set this size"
@@ -163,7 +167,9 @@ def _imbalance(w: dict, facts: RunFacts | None) -> list[str]:
     weakest = int(np.nanargmin(f))
     s = f"Class size, for the winner: training classes range from {int(n[small]):,} ({classes[small]}) to {int(n[large]):,} ({classes[large]}) items, {ratio:.1f}:1. "
     rho = _spearman(n[present], f[present])
-    if ratio < 1.5:
+    if np.nanmin(f) >= 0.99:
+        s += f"Every class scores F1 ≥ 0.99, so class size costs nothing here"
+    elif ratio < 1.5:
         s += f"That is close to balanced, so imbalance does not explain the weakest class, {classes[weakest]} (F1 {f[weakest]:.2f})"
     elif rho is not None and rho >= 0.5:
         s += f"Smaller classes score lower (Spearman ρ = {rho:.2f} between class size and F1): {classes[small]} has F1 {f[small]:.2f} against {np.nanmean(f):.2f} on average; imbalance hurts here; class weights (--class-weight balanced) or more {classes[small]} data are the fix to try"
@@ -197,7 +203,12 @@ def _time_cost(ok: list[dict]) -> list[str]:
         parts.append(f"{b['label']} buys {pp(gain)} over {a['label']} for {b['train_s'] / a['train_s']:.1f}× the training time (+{secs(extra)}, {gain * 100 / max(extra / 60, 1e-9):.2f} pp per extra minute).")
     dominated = [r for r in timed if r not in frontier]
     if dominated:
-        parts.append("Not worth their time: " + "; ".join(f"{r['label']} ({pct(r['test_accuracy'])} in {secs(r['train_s'])}) is beaten by a faster run" for r in dominated) + ".")
+        said = []
+        for r in dominated:
+            by = next((q for q in timed if q["train_s"] <= r["train_s"] and q is not r and q["test_accuracy"] >= r["test_accuracy"]), frontier[0])
+            how = "matched" if by["test_accuracy"] == r["test_accuracy"] else "beaten"
+            said.append(f"{r['label']} ({pct(r['test_accuracy'])} in {secs(r['train_s'])}) is {how} by {by['label']} ({pct(by['test_accuracy'])} in {secs(by['train_s'])})")
+        parts.append("Not worth their time: " + "; ".join(said) + ".")
     pred = [r for r in ok if r.get("predict_ms")]
     if len(pred) >= 2:
         q = min(pred, key=lambda r: r["predict_ms"])

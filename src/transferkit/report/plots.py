@@ -152,7 +152,8 @@ def learning_curves(history: list[dict]):
         best = int(np.nanargmin([np.nan if x is None else x for x in vl]))
         for ax in axes:
             ax.axvline(ep[best], color="#888", ls="--", lw=1)
-        axes[0].annotate(f"best val loss, epoch {ep[best]:g}", (ep[best], vl[best]), textcoords="offset points", xytext=(4, 8), fontsize=8, color="#555")
+        right = ep[best] > (ep[0] + ep[-1]) / 2  # keep the label inside the axes
+        axes[0].annotate(f"best val loss, epoch {ep[best]:g}", (ep[best], vl[best]), textcoords="offset points", xytext=(-4 if right else 4, 10), ha="right" if right else "left", fontsize=8, color="#555")
     axes[0].legend(frameon=False)
     fig.tight_layout()
     return fig
@@ -195,27 +196,58 @@ def embedding(P: np.ndarray, y: np.ndarray, classes: list[str], title: str, xlab
 
 
 # --------------------------------------------------------------------------- comparisons
+MARKERS = "osD^vP*Xph"
+
+
 def accuracy_vs(rows: list[dict], key: str, xlabel: str, title: str):
-    """Test accuracy against a cost (training seconds, parameters), log x, one labelled dot per run."""
+    """Test accuracy against a cost (training seconds, parameters), log x; one coloured marker
+    per run, named in the legend (labels beside close dots would overlap)."""
     plt = _plt()
     pts = [r for r in rows if r.get("test_accuracy") is not None and (r.get(key) or 0) > 0]
-    fig, ax = plt.subplots(figsize=(6.2, 4.0))
-    strategies = sorted({r.get("strategy") or "?" for r in pts})
-    colors = dict(zip(strategies, class_colors(len(strategies))))
-    for r in pts:
-        ax.scatter([r[key]], [r["test_accuracy"]], s=50, color=colors[r.get("strategy") or "?"], zorder=3, gid=f"run-{r['label']}")
-        ax.annotate(r["label"], (r[key], r["test_accuracy"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    fig, ax = plt.subplots(figsize=(6.4, 3.9))
+    colors = class_colors(len(pts))
+    for i, r in enumerate(pts):
+        ax.scatter([r[key]], [r["test_accuracy"]], s=60, color=colors[i], marker=MARKERS[i % len(MARKERS)], zorder=3, clip_on=False, label=r["label"], edgecolors="white", linewidths=0.6, gid=f"run-{i}")
     ax.set_xscale("log")
+    _log_ticks(ax, _seconds_label if key == "train_s" else _count_label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3, which="both")
     if pts:
-        lo = min(r["test_accuracy"] for r in pts)
-        ax.set_ylim(max(0, lo - 0.08), min(1.0, max(r["test_accuracy"] for r in pts) + 0.05))
+        accs = [r["test_accuracy"] for r in pts]
+        pad = max(0.02, 0.1 * (max(accs) - min(accs)))
+        ax.set_ylim(max(0.0, min(accs) - pad), min(1.0, max(accs) + pad))
         xs = [r[key] for r in pts]
-        ax.set_xlim(min(xs) / 2, max(xs) * 4)  # room for the labels
+        ax.set_xlim(min(xs) / 1.6, max(xs) * 1.6)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
     ax.set_title(title, loc="left")
     return fig
+
+
+def _seconds_label(s: float) -> str:
+    if s < 1:
+        return f"{s * 1000:.0f} ms"
+    if s < 120:
+        return f"{s:g} s"
+    if s < 7200:
+        return f"{s / 60:.3g} min"
+    return f"{s / 3600:.3g} h"
+
+
+def _count_label(n: float) -> str:
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= div:
+            return f"{n / div:.3g}{unit}"
+    return f"{n:g}"
+
+
+def _log_ticks(ax, label) -> None:
+    """Readable log-axis ticks (1, 2, 5 per decade, as '30 s' or '1.2M'), no 10^x notation."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: label(v)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def per_class_f1(run_labels: list[str], classes: list[str], f1: np.ndarray):
@@ -241,15 +273,18 @@ def f1_vs_support(series: list[tuple[str, list[float], list[int]]], classes: lis
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.2, 4.0))
     colors = class_colors(len(series))
-    for (name, f1, support), col in zip(series, colors):
-        ax.plot(support, f1, "o", color=col, label=name, alpha=0.85, gid=f"f1-{name}")
+    for i, ((name, f1, support), col) in enumerate(zip(series, colors)):
+        # hollow, different markers: runs with equal scores stay visible on top of each other
+        ax.plot(support, f1, MARKERS[i % len(MARKERS)], mfc="none", mec=col, mew=1.5, ms=7, label=name, gid=f"f1-{i}")
     if series and len(classes) <= 12:
         _, f1, support = series[0]
         for c, x, yv in zip(classes, support, f1):
             ax.annotate(_short(c, 12), (x, yv), textcoords="offset points", xytext=(4, -10), fontsize=7, color="#555")
+    lo = min([v for _, f1, _ in series for v in f1 if v == v] + [1.0])
+    ax.set_ylim(max(0.0, lo - 0.08), 1.02)
     ax.set_xlabel("training items of the class")
     ax.set_ylabel("test F1 of the class")
     ax.grid(alpha=0.3)
-    ax.legend(frameon=False, fontsize=8, loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
     ax.set_title("Per-class F1 vs class size", loc="left")
     return fig

@@ -59,6 +59,8 @@ def write_run_report(run_dir: str | os.PathLike, dataset=None, back_href: str | 
 
     t0 = time.perf_counter()
     d = Path(run_dir)
+    if back_href is None and is_compare_dir(d.resolve().parent):  # a run inside a comparison folder
+        back_href = "../report.html"
     facts = load_run_facts(d)
     view = reload_dataset(facts, dataset)
     ctx, figs = build_run_page(facts, view, with_embeddings=embeddings)
@@ -76,7 +78,7 @@ RUN_TOC = [("dataset", "Dataset"), ("results", "Results"), ("confusion", "Confus
 COMPARE_TOC = [("leaderboard", "Leaderboard"), ("charts", "Charts"), ("inferences", "Inferences")]
 
 
-def write_compare_report(compare_dir: str | os.PathLike, runs: str = "missing") -> Path:
+def write_compare_report(compare_dir: str | os.PathLike, runs: str = "all") -> Path:
     """Render DIR/report.html for a comparison (DIR/leaderboard.json) and its run pages:
     runs="all" re-renders every run's page, "missing" only those without one, "none" none.
     A run whose page fails is noted on the comparison page; the others still render."""
