@@ -5,7 +5,7 @@ PIP     := $(PY) -m pip install --quiet --disable-pip-version-check
 STAMP   := $(VENV)/.setup-done
 FASHION := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup demo test bench fashion-mnist clean
+.PHONY: setup demo test bench fashion-mnist browser clean
 
 setup: $(STAMP)
 
@@ -23,11 +23,18 @@ fashion-mnist:
 	@if [ ! -d $(FASHION) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; fi
 
+# Headless Chromium for the report tests (they open report.html and check every image loaded);
+# installed from Debian when apt is usable (root); without it those tests skip and say why.
+browser:
+	@if ! command -v chromedriver >/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+		|| echo "could not install chromium; the browser tests of the report will skip"; fi
+
 demo: setup fashion-mnist
 	$(VENV)/bin/transferkit train fashion-mnist --strategy probe --image-size 112 --out runs/demo-fashion-mnist
-	@echo "report: runs/demo-fashion-mnist/report.md"
+	@echo "report: runs/demo-fashion-mnist/report.html"
 
-test: setup
+test: setup browser
 	$(PY) -m pytest -q
 
 bench: setup

@@ -10,6 +10,7 @@ from .errors import TransferkitError
 from .evaluate import evaluate
 from .features import FeatureCache, extract_features
 from .pipeline import train
+from .report import render_report, write_compare_report, write_run_report
 from .run import Run
 
 __version__ = "0.1.0"
@@ -43,5 +44,8 @@ __all__ = [
     "load_run",
     "make_splits",
     "predict",
+    "render_report",
     "train",
+    "write_compare_report",
+    "write_run_report",
 ]

@@ -9,6 +9,7 @@ EPILOG = """examples:
   transferkit train photos/                      # folder with one sub-folder per class
   transferkit train photos/ --head mlp --out runs/flowers
   transferkit predict runs/flowers new_photos/ --out predictions.csv
+  transferkit report runs/flowers                # re-render report.html (a run or a comparison folder)
   transferkit backbones                          # what you can pass to --backbone
   transferkit datasets                           # built-in datasets (e.g. fashion-mnist)
 """
@@ -47,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--top-k", type=int, default=1, help="labels per image (default: 1)")
     pr.add_argument("--data-root", metavar="DIR", help="for CSV inputs: the folder their paths are relative to and must stay inside (default: the CSV's folder)")
 
+    rp = sub.add_parser("report", help="re-render the HTML report of a run or comparison folder", description="Write report.html (and report.md, plots/*.png) from a finished run folder or a comparison folder, without retraining.")
+    rp.add_argument("folder", metavar="RUN_DIR|COMPARE_DIR", help="a folder written by `transferkit train` or `transferkit compare`")
+
     b = sub.add_parser("backbones", help="list the pretrained backbones", description="List backbones with feature size, input size, parameters and where their weights come from.")
     b.add_argument("pattern", nargs="?", default="*", help="filter, e.g. 'resnet*' (any timm model name works)")
     sub.add_parser("datasets", help="list the built-in datasets")
@@ -77,6 +81,13 @@ def _cmd_predict(a) -> None:
     if a.out:
         tkio.write_csv(a.out, header, rows)
         print(f"wrote {len(rows)} rows to {a.out}", file=sys.stderr)
+
+
+def _cmd_report(a) -> None:
+    import transferkit as tk
+
+    path = tk.render_report(a.folder)
+    print(f"wrote {path}", file=sys.stderr)
 
 
 def _cmd_backbones(a) -> None:
@@ -127,7 +138,7 @@ def _run(a) -> int:
     from transferkit.errors import TransferkitError
 
     try:
-        {"train": _cmd_train, "predict": _cmd_predict, "backbones": _cmd_backbones, "datasets": _cmd_datasets}[a.command](a)
+        {"train": _cmd_train, "predict": _cmd_predict, "report": _cmd_report, "backbones": _cmd_backbones, "datasets": _cmd_datasets}[a.command](a)
     except TransferkitError as exc:
         if a.debug:
             raise

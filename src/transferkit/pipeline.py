@@ -13,7 +13,7 @@ from .config import TrainConfig
 from .data import check_dataset, load_dataset, make_splits
 from .evaluate import evaluate
 from .log import log
-from .report.markdown import write_markdown_report
+from .report import write_markdown_report, write_run_report
 from .rundir import RunFolder, check_target
 from .run import MODEL_FILE, Run, save_model
 from .strategies import STRATEGY_FUNCS, Context
@@ -44,6 +44,8 @@ def train(data: str, **options) -> Run:
 
     torch.manual_seed(cfg.seed)  # random-init weights (pretrained=False) follow the seed too
     backbone = create_backbone(cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights).with_input_size(cfg.image_size)
+    if Path(cfg.data).exists():  # so `transferkit report` finds the data from any working directory
+        cfg.extra["data_path"] = str(Path(cfg.data).resolve())
     cfg.extra.update(data_config=backbone.data_config, weights_source=backbone.weights_source, weights_id=backbone.weights_id, engine="torch-eager-channels-last")
     ctx = Context(cfg, ds, splits, backbone)
     trained = STRATEGY_FUNCS[cfg.strategy](ctx)
@@ -57,15 +59,29 @@ def train(data: str, **options) -> Run:
         metrics["timing"].update(t_pred, total_s=time.perf_counter() - t_start)
         metrics["memory"] = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         tkio.write_json(out / "metrics.json", metrics)
-        write_markdown_report(out.path)
         final = out.commit()
     except BaseException:
         out.abandon()
         raise
     m = metrics["test"]
     log(f"test accuracy {m.get('accuracy', float('nan')):.4f}, macro-F1 {m.get('macro_f1', float('nan')):.4f}; backbone ran on {ctx.timing.get('backbone_runs', 0)} items")
-    log(f"run folder: {final}  (report: {final / 'report.md'})")
+    report = write_reports(final, ds)
+    log(f"run folder: {final}" + (f"  (report: {report})" if report else ""))
     return Run.load(final)
+
+
+def write_reports(run_dir: Path, ds=None) -> Path | None:
+    """report.md, then report.html with its plots, into a committed run folder. A report that
+    fails is logged, never fatal: the trained run is already safe on disk."""
+    try:
+        write_markdown_report(run_dir)
+    except Exception as exc:  # noqa: BLE001
+        log(f"warning: report.md failed ({type(exc).__name__}: {exc}); the run is saved")
+    try:
+        return write_run_report(run_dir, dataset=ds)
+    except Exception as exc:  # noqa: BLE001
+        log(f"warning: report.html failed ({type(exc).__name__}: {exc}); the run is saved; try `transferkit report {run_dir}`")
+        return (run_dir / "report.md") if (run_dir / "report.md").exists() else None
 
 
 def _write_run(out: RunFolder, ctx: Context, trained, checks) -> None:

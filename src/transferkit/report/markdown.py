@@ -15,7 +15,9 @@ def _fmt(v, digits=3) -> str:
     return str(v)
 
 
-def write_markdown_report(run_dir: str | Path) -> Path:
+def write_markdown_report(run_dir: str | Path, page: dict | None = None, images: list[str] = ()) -> Path:
+    """report.md from the run's files; with `page` (the HTML report's context) it also lists the
+    most confused pairs, the worst mistakes and links the plots under plots/."""
     d = Path(run_dir)
     cfg = tkio.read_json(d / "config.json")
     m = tkio.read_json(d / "metrics.json")
@@ -61,6 +63,34 @@ def write_markdown_report(run_dir: str | Path) -> Path:
     lines += [f"- {w}" for w in checks["warnings"]] or ["- no warnings"]
     for s in checks.get("skipped", [])[:50]:
         lines.append(f"- skipped `{s['item']}`: {s['reason']}")
+    if page:
+        lines += _page_sections(page, images)
     path = d / "report.md"
     tkio.write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+TITLES = {
+    "class_counts": "Items per class and split", "samples": "Sample images per class", "confusion_counts": "Confusion matrix (counts)",
+    "confusion_normalized": "Confusion matrix (row-normalised)", "learning_curves": "Learning curves", "c_selection": "Regularisation chosen on validation",
+    "misclassified": "Misclassified test images (highest loss first)", "pca": "PCA of the features", "tsne": "t-SNE of the features",
+}  # fmt: skip
+
+
+def _page_sections(page: dict, images) -> list[str]:
+    lines = []
+    pairs = page.get("results", {}).get("pairs")
+    if pairs:
+        lines += ["", "## Most confused class pairs (test)", "", "| true | predicted as | items | % of true class |", "|---|---|---:|---:|"]
+        lines += [f"| {p['true']} | {p['predicted']} | {p['count']} | {100 * p['share']:.1f}% |" for p in pairs]
+    err = page.get("errors", {})
+    if err.get("rows"):
+        lines += ["", f"## Misclassified examples ({err['n_wrong']} of {err['n']} test items; highest loss first)", "", "| item | true | predicted | confidence |", "|---|---|---|---:|"]
+        lines += [f"| `{r['path']}` | {r['true']} | {r['predicted']} | {_fmt(r['confidence'])} |" for r in err["rows"][:10]]
+    perf = page.get("performance")
+    if perf:
+        lines += ["", "## Model performance", "", "| what | value |", "|---|---:|"] + [f"| {r['label']} | {r['value']} |" for r in perf]
+    if images:
+        lines += ["", "## Plots", ""] + [f"![{TITLES.get(n, n)}](plots/{n}.png)" for n in images]
+    lines += ["", "The full report with every plot: `report.html` in this folder."]
+    return lines

@@ -1,0 +1,94 @@
+"""The comparison page: the leaderboard, its charts and the inferences, from leaderboard.json
+and the run folders it points at."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import plots
+from .facts import RunFacts, load_run_facts
+from .inferences import is_baseline, write_inferences
+from .run_page import fmt, fmt_seconds
+
+
+def load_runs(rows: list[dict]) -> tuple[dict[str, RunFacts], list[str]]:
+    runs, notes = {}, []
+    for r in rows:
+        p = r.get("run_path")
+        if p is None or r.get("error"):
+            continue
+        try:
+            runs[r["label"]] = load_run_facts(p)
+        except Exception as exc:  # noqa: BLE001 - a damaged run folder must not sink the page
+            notes.append(f"{r['label']}: run folder {r.get('run_dir')} could not be read ({exc})")
+    return runs, notes
+
+
+def build_compare_page(rows: list[dict], runs: dict[str, RunFacts]) -> tuple[dict, dict]:
+    figs: dict = {}
+    ok = sorted((r for r in rows if r.get("test_accuracy") is not None and not r.get("error")), key=lambda r: (-r["test_accuracy"], -(r.get("macro_f1") or 0)))
+    failed = [r for r in rows if r.get("error") or r.get("test_accuracy") is None]
+    table = []
+    for rank, r in enumerate(ok + failed, start=1):
+        table.append({
+            **r,
+            "rank": rank if r in ok else None,
+            "kind": "baseline" if is_baseline(r) else "transfer",
+            "has_page": bool(r.get("run_path") and (r["run_path"] / "report.html").is_file()),
+            "cells": {
+                "test_accuracy": fmt(r.get("test_accuracy"), 4), "macro_f1": fmt(r.get("macro_f1"), 4), "weighted_f1": fmt(r.get("weighted_f1"), 4),
+                "val_accuracy": fmt(r.get("val_accuracy"), 4), "train_accuracy": fmt(r.get("train_accuracy"), 4),
+                "params_total": fmt(_int(r.get("params_total"))), "params_trainable": fmt(_int(r.get("params_trainable"))),
+                "train_s": fmt_seconds(r.get("train_s")), "predict_ms": fmt(r.get("predict_ms"), 2), "peak_mem_mb": fmt(r.get("peak_mem_mb"), 0),
+            },
+        })  # fmt: skip
+    if ok:
+        if any(r.get("train_s") for r in ok):
+            figs["accuracy_vs_time"] = plots.accuracy_vs(ok, "train_s", "training time (log scale)", "Test accuracy vs training time")
+        if any(r.get("params_total") for r in ok):
+            figs["accuracy_vs_params"] = plots.accuracy_vs(ok, "params_total", "parameters (log scale)", "Test accuracy vs model size")
+    classes, labels, f1, series = _per_class(ok, runs)
+    if labels:
+        figs["per_class_f1"] = plots.per_class_f1(labels, classes, f1)
+        figs["f1_vs_support"] = plots.f1_vs_support(series, classes)
+    first = next(iter(runs.values()), None)
+    ctx = {
+        "table": table,
+        "n_ok": len(ok),
+        "n_failed": len(failed),
+        "inferences": write_inferences(rows, runs),
+        "data": _data_line(first),
+        "per_class_classes": classes,
+    }
+    return ctx, figs
+
+
+def _int(v):
+    return None if v is None else int(v)
+
+
+def _per_class(ok: list[dict], runs: dict[str, RunFacts]):
+    """Test F1 per class for every ranked run with a folder (runs × classes)."""
+    have = [r for r in ok if r["label"] in runs and runs[r["label"]].split("test").get("per_class")]
+    if not have:
+        return [], [], np.zeros((0, 0)), []
+    classes = runs[have[0]["label"]].classes
+    f1 = np.full((len(have), len(classes)), np.nan)
+    series = []
+    for i, r in enumerate(have):
+        facts = runs[r["label"]]
+        pc = facts.split("test")["per_class"]
+        for j, c in enumerate(classes):
+            if c in pc:
+                f1[i, j] = pc[c]["f1"]
+        counts = (facts.metrics.get("data", {}).get("class_counts") or {}).get("train")
+        if counts and len(counts) == len(classes):
+            series.append((r["label"], list(f1[i]), list(counts)))
+    return classes, [r["label"] for r in have], f1, series
+
+
+def _data_line(facts: RunFacts | None) -> str:
+    if facts is None:
+        return ""
+    d = facts.metrics.get("data", {})
+    s = d.get("split_sizes", {})
+    return f"{facts.config.get('data')}: {fmt(d.get('items'))} items, {len(facts.classes)} classes; one shared split (seed {facts.config.get('seed')}): train {fmt(s.get('train'))} / val {fmt(s.get('val'))} / test {fmt(s.get('test'))}"
