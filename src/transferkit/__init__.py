@@ -8,8 +8,11 @@ from .config import TrainConfig
 from .data import ImageDataset, Splits, check_dataset, list_datasets, load_dataset, make_splits
 from .errors import TransferkitError
 from .evaluate import evaluate
+from .exporter import export
 from .features import FeatureCache, extract_features
 from .pipeline import train
+from .bulk_predict import predict_files
+from .predictor import Predictor, load_predictor
 from .run import Run
 
 __version__ = "0.1.0"
@@ -18,6 +21,20 @@ __version__ = "0.1.0"
 def load_run(run_dir) -> Run:
     """Open a finished run folder (for `predict`, its metrics and config)."""
     return Run.load(run_dir)
+
+
+def serve(model, host: str = "127.0.0.1", port: int = 8000, **limits) -> None:
+    """Serve a run folder or exported model over HTTP (FastAPI on uvicorn); see `create_app`."""
+    from .server import serve as _serve
+
+    _serve(model, host, port, **limits)
+
+
+def create_app(model, **limits):
+    """The FastAPI app `serve` runs, for tests or mounting in another ASGI app."""
+    from .server import create_app as _create_app
+
+    return _create_app(model, **limits)
 
 
 def predict(run_dir, inputs, top_k: int = 5) -> list[dict]:
@@ -29,19 +46,25 @@ __all__ = [
     "Backbone",
     "FeatureCache",
     "ImageDataset",
+    "Predictor",
     "Run",
     "Splits",
     "TrainConfig",
     "TransferkitError",
     "check_dataset",
+    "create_app",
     "create_backbone",
     "evaluate",
+    "export",
     "extract_features",
     "list_backbones",
     "list_datasets",
     "load_dataset",
+    "load_predictor",
     "load_run",
     "make_splits",
     "predict",
+    "predict_files",
+    "serve",
     "train",
 ]
