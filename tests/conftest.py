@@ -64,3 +64,23 @@ def skimage_chelsea() -> Path | None:
 
 
 TINY = dict(backbone="test_efficientnet", pretrained=False, batch_size=16)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """One tiny trained run (test_efficientnet, random weights, 64 px) shared by the export,
+    predict and serve tests; treat it as read-only."""
+    import transferkit as tk
+
+    base = tmp_path_factory.mktemp("tiny-run")
+    photos = write_class_folder(base / "photos")
+    tk.train(str(photos), out=str(base / "run"), image_size=64, cache_dir=str(base / "cache"), **TINY)
+    return base / "run"
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_run, tmp_path_factory) -> Path:
+    """`tiny_run` exported to ONNX (parity-checked by the export itself)."""
+    import transferkit as tk
+
+    return tk.export(tiny_run, "onnx", tmp_path_factory.mktemp("tiny-onnx") / "model.onnx").path

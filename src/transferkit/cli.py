@@ -10,6 +10,8 @@ EPILOG = """examples:
   transferkit train photos/ --head mlp --out runs/flowers
   transferkit predict runs/flowers new_photos/ --out predictions.csv
   transferkit report runs/flowers                # re-render report.html (a run or a comparison folder)
+  transferkit export runs/flowers --format onnx  # runs/flowers/export/model.onnx + model-card.md
+  transferkit serve runs/flowers/export/model.onnx --port 8000
   transferkit backbones                          # what you can pass to --backbone
   transferkit datasets                           # built-in datasets (e.g. fashion-mnist)
 """
@@ -41,12 +43,32 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", metavar="DIR", help="run folder to write (default: runs/<data>-<strategy>-<backbone>); only an earlier run folder is ever replaced")
     t.add_argument("--data-root", metavar="DIR", help="for a CSV: the folder its paths are relative to and must stay inside (default: the CSV's folder)")
 
-    pr = sub.add_parser("predict", help="label new images with a trained run", description="Label images with a trained run folder; one output row per input, errors included.")
-    pr.add_argument("run", metavar="RUN_DIR", help="a run folder written by `transferkit train`")
+    pr = sub.add_parser("predict", help="label images with a run folder or an exported model", description="Label images with a run folder or an exported .onnx / TorchScript file: streamed, batched, one output row per input (errors included). An interrupted run with --out resumes when started again.")
+    pr.add_argument("run", metavar="RUN_DIR|MODEL", help="a run folder written by `transferkit train`, or a file written by `transferkit export`")
     pr.add_argument("inputs", metavar="INPUT", nargs="+", help="image files, folders of images, or CSVs with a path column")
-    pr.add_argument("--out", metavar="FILE.csv", help="write the rows to this CSV (default: print them)")
+    pr.add_argument("--out", metavar="FILE", help="write the rows to FILE.csv or FILE.parquet (default: print CSV)")
     pr.add_argument("--top-k", type=int, default=1, help="labels per image (default: 1)")
     pr.add_argument("--data-root", metavar="DIR", help="for CSV inputs: the folder their paths are relative to and must stay inside (default: the CSV's folder)")
+    pr.add_argument("--batch-size", type=int, default=32, help="images per model call (default: 32)")
+    pr.add_argument("--workers", type=int, metavar="N", help="decoding processes beside the model (default: half the cores, at most 4)")
+    pr.add_argument("--restart", action="store_true", help="discard an interrupted run's rows instead of resuming")
+
+    ex = sub.add_parser("export", help="export a run's classifier to ONNX or TorchScript, with a model card", description="Export the whole classifier (backbone + head + softmax) with its labels and preprocessing as metadata. The file is written only if it matches the trained model on the run's test images (max probability difference <= 1e-4, identical labels). A model-card.md is written beside it.")
+    ex.add_argument("run", metavar="RUN_DIR", help="a run folder written by `transferkit train`")
+    ex.add_argument("--format", default="onnx", choices=["onnx", "torchscript"], help="onnx (ONNX Runtime and others) or torchscript (default: onnx)")
+    ex.add_argument("--out", metavar="FILE", help="file to write (default: RUN_DIR/export/model.onnx or model.pt)")
+    ex.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    ex.add_argument("--int8", action="store_true", help="also write an int8 ONNX (static quantisation) and compare its accuracy and speed in the model card")
+    ex.add_argument("--parity-data", metavar="PATH", help="images to run the parity check on when the run's test images are not on this machine")
+
+    sv = sub.add_parser("serve", help="serve a classifier over HTTP (API + a drop-an-image page)", description="Serve a run folder or an exported model with FastAPI on uvicorn: POST /predict (image uploads), GET /health, GET /labels, GET /docs, and GET / (a page to drop images on).")
+    sv.add_argument("run", metavar="RUN_DIR|MODEL", help="a run folder, or a .onnx / TorchScript file written by `transferkit export`")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    sv.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted file (default: 10 MB)")
+    sv.add_argument("--max-files", type=int, default=16, help="files per request (default: 16)")
+    sv.add_argument("--max-pixels", type=int, default=40_000_000, help="largest accepted image, width x height (default: 40 million)")
+    sv.add_argument("--max-batch", type=int, default=32, help="images per model call when requests are batched (default: 32)")
 
     rp = sub.add_parser("report", help="re-render the HTML report of a run or comparison folder", description="Write report.html (and report.md, plots/*.png) from a finished run folder or a comparison folder, without retraining.")
     rp.add_argument("folder", metavar="RUN_DIR|COMPARE_DIR", help="a folder written by `transferkit train` or `transferkit compare`")
@@ -66,21 +88,28 @@ def _cmd_train(a) -> None:
 
 def _cmd_predict(a) -> None:
     import transferkit as tk
-    from transferkit import io as tkio
-    from transferkit.run import expand_inputs
 
-    run = tk.load_run(a.run)
-    k = max(1, a.top_k)
-    header = ["path"] + [f"{n}{j}" for j in range(1, k + 1) for n in ("label", "prob")] + ["error"]
-    rows = []
-    for r in run.predict_iter(expand_inputs(a.inputs, data_root=a.data_root), top_k=k, progress=a.out is not None):
-        pairs = [v for lp in zip(r["labels"], (f"{p:.4f}" for p in r["probs"])) for v in lp]
-        rows.append([r["path"], *pairs, *[""] * (2 * k - len(pairs)), r["error"]])
-        if a.out is None:
-            print(",".join(str(v) for v in rows[-1]))
+    res = tk.predict_files(a.run, a.inputs, a.out, top_k=a.top_k, batch_size=a.batch_size, workers=a.workers, progress=a.out is not None, restart=a.restart, data_root=a.data_root)
     if a.out:
-        tkio.write_csv(a.out, header, rows)
-        print(f"wrote {len(rows)} rows to {a.out}", file=sys.stderr)
+        print(f"wrote {res['rows']} rows to {a.out} ({res['new_rows']} predicted in {res['seconds']:.1f} s" + (f", resumed after {res['resumed_after']}" if res["resumed_after"] else "") + ")", file=sys.stderr)
+
+
+def _cmd_export(a) -> None:
+    import transferkit as tk
+
+    r = tk.export(a.run, a.format, a.out, opset=a.opset, int8=a.int8, parity_inputs=a.parity_data)
+    p = r.parity
+    print(f"parity on {p['n']} {p['source']} images: max probability difference {p['max_abs_diff']:.1e} (<= {p['tolerance']:.0e}), labels identical", file=sys.stderr)
+    if r.int8:
+        q = r.int8
+        print(f"int8: {q['path']} (labels equal to fp32 on {q['agree_with_fp32']}/{q['n']}; accuracy {q['accuracy_int8']} vs fp32 {q['accuracy_fp32']})", file=sys.stderr)
+    print(f"wrote {r.path} and {r.card}", file=sys.stderr)
+
+
+def _cmd_serve(a) -> None:
+    import transferkit as tk
+
+    tk.serve(a.run, host=a.host, port=a.port, max_upload_mb=a.max_upload_mb, max_files=a.max_files, max_pixels=a.max_pixels, max_batch=a.max_batch)
 
 
 def _cmd_report(a) -> None:
@@ -138,7 +167,7 @@ def _run(a) -> int:
     from transferkit.errors import TransferkitError
 
     try:
-        {"train": _cmd_train, "predict": _cmd_predict, "report": _cmd_report, "backbones": _cmd_backbones, "datasets": _cmd_datasets}[a.command](a)
+        {"train": _cmd_train, "predict": _cmd_predict, "report": _cmd_report, "export": _cmd_export, "serve": _cmd_serve, "backbones": _cmd_backbones, "datasets": _cmd_datasets}[a.command](a)
     except TransferkitError as exc:
         if a.debug:
             raise

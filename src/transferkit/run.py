@@ -207,19 +207,24 @@ def _collate(batch):
     return x, [i for _, i in ok], errors
 
 
-def expand_inputs(inputs: Iterable[str | os.PathLike], data_root: str | os.PathLike | None = None) -> list[str]:
-    """Files as given; folders expanded to the image files under them; CSVs to their path column.
+def iter_inputs(inputs: Iterable[str | os.PathLike], data_root: str | os.PathLike | None = None) -> Iterator[str]:
+    """Image paths, lazily: files as given; folders walked in sorted order (image files only,
+    hidden files and folders skipped, symlinked folders not followed); CSVs row by row from
+    their path column.
 
     Paths inside a CSV follow the training rule: relative to `data_root` (default: the CSV's
     folder) and inside it, or the CSV is refused.
     """
     from .data.sources import PATH_COLUMNS, read_csv_rows, within
 
-    out: list[str] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            out += sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith("."))
+            for dirpath, dirnames, filenames in os.walk(p):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for f in sorted(filenames):
+                    if Path(f).suffix.lower() in IMAGE_EXTENSIONS and not f.startswith("."):
+                        yield os.path.join(dirpath, f)
         elif p.suffix.lower() in (".csv", ".tsv") and p.is_file():
             header, rows = read_csv_rows(p)
             col = next((h for h in header if h and h.strip().lower() in PATH_COLUMNS), None)
@@ -233,7 +238,11 @@ def expand_inputs(inputs: Iterable[str | os.PathLike], data_root: str | os.PathL
                 full = within(root, listed)
                 if full is None:
                     raise TransferkitError(f"{p}: line {n}: '{listed}' is outside {os.path.abspath(root)}; paths in a CSV must stay inside its folder; pass --data-root DIR to allow another folder")
-                out.append(str(full))
+                yield str(full)
         else:
-            out.append(str(p))
-    return out
+            yield str(p)
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike], data_root: str | os.PathLike | None = None) -> list[str]:
+    """All of `iter_inputs` as a list."""
+    return list(iter_inputs(inputs, data_root))

@@ -1,0 +1,128 @@
+"""model-card.md: what an exported classifier is, what it was trained and measured on, how to
+feed it, and where it should not be trusted."""
+from __future__ import annotations
+
+import math
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a proportion k/n."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return (max(0.0, c - h), min(1.0, c + h))
+
+
+def _f(v, d=4) -> str:
+    return "–" if v is None else f"{v:.{d}f}" if isinstance(v, float) else str(v)
+
+
+def model_card(run, result, items) -> str:
+    cfg, m = run.config, run.metrics
+    meta, par = result.metadata, result.parity
+    data = m.get("data", {})
+    test = m.get("test", {})
+    classes = run.classes
+    dc = run.data_config
+    size = int(dc["input_size"][-1])
+    resize = int(math.floor(size / dc.get("crop_pct", 1.0)))
+    name = result.path.name
+    lines = [
+        f"# Model card: {data.get('name', cfg.data)} image classifier ({cfg.backbone}, {cfg.strategy})",
+        "",
+        f"`{name}` ({result.format}{', opset ' + str(meta['opset']) if meta.get('opset') else ''}, {result.path.stat().st_size / 1e6:.1f} MB) "
+        f"was exported by {meta['producer']} on {meta['created']} from the run folder `{run.dir}`. "
+        f"It is the whole classifier: the {cfg.backbone} backbone and the trained {cfg.head} head, softmax included.",
+        "",
+        "## What it does",
+        "",
+        f"Given a photo, it returns a probability for each of {len(classes)} classes: " + ", ".join(f"`{c}`" for c in classes) + ".",
+        "",
+        "## Data",
+        "",
+        f"- Source: `{cfg.data}` ({data.get('items', '?')} images). Classes and images per class: "
+        + ", ".join(f"{c} {n}" for c, n in zip(classes, [sum(x) for x in zip(*data["class_counts"].values())] if data.get("class_counts") else [])),
+        f"- Split: stratified, stable per image (a hash of the seed and the image's bytes), seed {cfg.seed}: "
+        + ", ".join(f"{k} {v}" for k, v in data.get("split_sizes", {}).items())
+        + ". The split is saved in the run folder (`splits.json`).",
+        f"- Backbone weights: {cfg.extra.get('weights_source', '?')} ({'ImageNet-pretrained' if cfg.pretrained else 'random initialisation'}).",
+        "",
+        "## Metrics (held-out test split)",
+        "",
+    ]
+    if test.get("n"):
+        lo, hi = wilson(round(test["accuracy"] * test["n"]), test["n"])
+        lines += [
+            f"Accuracy **{test['accuracy']:.4f}** (95% interval {lo:.3f}–{hi:.3f}, n = {test['n']}), macro-F1 {test['macro_f1']:.4f}, log-loss {test.get('log_loss', float('nan')):.4f}.",
+            "",
+            "| class | precision | recall | F1 | support |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for c in classes:
+            pc = test["per_class"][c]
+            lines.append(f"| {c} | {pc['precision']:.3f} | {pc['recall']:.3f} | {pc['f1']:.3f} | {pc['support']} |")
+    else:
+        lines.append("The run has no test split; no held-out metric is available.")
+    lines += [
+        "",
+        "## Parity with the trained model",
+        "",
+        f"Checked by the export itself on {par['n']} {'of the run’s test' if par['source'] == 'test' else 'given'} images, batched and at batch size 1: "
+        f"max |p_export − p_torch| = {par['max_abs_diff']:.2e} (tolerance {par['tolerance']:.0e}), "
+        f"predicted labels {'identical' if par['labels_identical'] else 'NOT identical'}"
+        + (f"; {par['agree_with_evaluation']} of {par['n']} labels equal those recorded at evaluation (`predictions.csv`)" if "agree_with_evaluation" in par else "")
+        + ".",
+    ]
+    q = result.int8
+    if q:
+        sp = q["speed"]
+        lines += [
+            "",
+            "## int8 variant",
+            "",
+            f"`{q['path'].rsplit('/', 1)[-1]}`: static int8 quantisation (QDQ, per-channel weights; activations calibrated on {q['calibration_items']} training images) with ONNX Runtime. "
+            f"On the {q['n']} test images its label equals fp32's for {q['agree_with_fp32']} of them (max probability difference {q['max_abs_diff']:.3f}). "
+            f"Speed is model time only on this machine's CPU ({sp['fp32']['threads']} threads), preprocessed images in memory.",
+            "",
+            "| variant | size | test accuracy | ms / image (batch 1) | images / s (batch 32) |",
+            "|---|---:|---:|---:|---:|",
+            f"| fp32 | {q['size_mb']['fp32']:.1f} MB | {_f(q['accuracy_fp32'])} | {sp['fp32']['ms_per_image_batch1']:.1f} | {sp['fp32']['images_per_s_batch32']:.1f} |",
+            f"| int8 | {q['size_mb']['int8']:.1f} MB | {_f(q['accuracy_int8'])} | {sp['int8']['ms_per_image_batch1']:.1f} | {sp['int8']['images_per_s_batch32']:.1f} |",
+        ]
+        if q["accuracy_int8"] is not None and q["accuracy_fp32"] is not None:
+            drop = q["accuracy_fp32"] - q["accuracy_int8"]
+            lines += ["", f"**int8 costs {100 * drop:.1f} accuracy points on this model: prefer the fp32 file unless the speed matters more.**" if drop > 0.01 else "int8 keeps the accuracy within one point of fp32."]
+    lines += [
+        "",
+        "## Input and output",
+        "",
+        f"- Input `{meta['input']['name']}`: float32, shape (batch, 3, {size}, {size}), RGB; any batch size.",
+        f"- Preprocessing (stored in the file's metadata under `transferkit` → `preprocessing`): resize the shorter side to {resize} px "
+        f"({dc['interpolation']}), center-crop {size}×{size}, scale to [0, 1], subtract mean {list(dc['mean'])} and divide by std {list(dc['std'])} per channel.",
+        "- Outputs: `probs` (softmax probabilities, batch × classes) and `logits`. Labels are in the metadata (`labels`), in output order.",
+        "",
+        "```",
+        "transferkit predict " + name + " photos/ --out labels.csv      # same labels as the run folder",
+        "transferkit serve " + name + "                                # HTTP API and a drop-an-image page",
+        "```",
+        "",
+        "## Intended use",
+        "",
+        f"Sorting or pre-labelling photos into these {len(classes)} classes when the photos look like the training data "
+        "(same kinds of subjects, cameras and framing), with a person reviewing low-confidence answers.",
+        "",
+        "## Limits",
+        "",
+        f"- It always answers with one of its {len(classes)} classes: a photo of something else still gets a label, often with high confidence. "
+        "There is no 'none of these' output; check the confidence and keep a human in the loop.",
+        "- The metrics come from a held-out split of the same source; photos from another source (other cameras, lighting, "
+        "drawings, screenshots) are likely to score lower. Measure on your own data before relying on it.",
+        f"- With {test.get('n', 0)} test images the accuracy is known only to the interval above; small per-class supports make per-class numbers noisy.",
+        "- It inherits the biases of its ImageNet-pretrained backbone and of the training photos.",
+        "- Not for decisions about people, medical, legal or safety-critical use.",
+        "",
+    ]
+    return "\n".join(lines)
