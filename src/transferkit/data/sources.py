@@ -10,36 +10,42 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import TransferkitError
-from . import builtins
-from .dataset import ImageDataset, Skipped, content_key
+from . import builtins, texts
+from .dataset import ImageDataset, ItemDataset, Skipped, content_key
 from .images import IMAGE_EXTENSIONS, ImageDecodeError, open_rgb
 
 SPLIT_NAMES = ("train", "val", "test")
 _JUNK = {".ds_store", "thumbs.db", "desktop.ini"}
 
 
-def load_dataset(source: str | os.PathLike, *, check_images: bool = True) -> ImageDataset:
-    """Load labelled images from `source`.
+def load_dataset(source: str | os.PathLike, *, check_images: bool = True, text_column: str | None = None, label_column: str | None = None) -> ItemDataset:
+    """Load labelled images or texts from `source`.
 
-    `source` is a folder with one sub-folder per class; a folder with `train/` and `test/`
+    Images: a folder with one sub-folder per class; a folder with `train/` and `test/`
     (optionally `val/`) sub-folders, each with one sub-folder per class, whose split is kept;
-    a CSV file with `path,label` columns (paths relative to the CSV); or a built-in dataset
-    name (see `list_datasets()`).
+    a CSV file with `path,label` columns (paths relative to the CSV).
+    Texts (a `TextDataset`): a CSV, TSV or JSON Lines file with a text and a label column
+    (`text_column` / `label_column`, or found from the header); the same folder layouts with
+    .txt files. Or a built-in dataset name (see `list_datasets()`).
     """
     text = str(source)
-    if text in builtins.BUILTINS:
+    if builtins.is_builtin(text):
         return builtins.load(text)
     path = Path(source).expanduser()
+    if path.is_file() and (path.suffix.lower() in texts.JSONL_SUFFIXES or (path.suffix.lower() in texts.TABLE_SUFFIXES and texts.is_text_table(path, text_column))):
+        return texts.load_text_table(path, text_column, label_column)
     if path.is_file() and path.suffix.lower() in (".csv", ".tsv"):
         return _load_csv(path, check_images)
+    if path.is_dir() and texts.folder_holds_texts(path):
+        return texts.load_text_folder(path)
     if path.is_dir():
         subdirs = {p.name.lower(): p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")}
         if "train" in subdirs and "test" in subdirs:
             return _load_split_folder(path, subdirs, check_images)
         return _load_class_folder(path, check_images)
     if path.exists():
-        raise TransferkitError(f"{path}: not a folder or a .csv file; point at a folder with one sub-folder per class or a CSV with path,label columns")
-    names = ", ".join(builtins.BUILTINS)
+        raise TransferkitError(f"{path}: not a folder, .csv, .tsv or .jsonl file; point at a folder with one sub-folder per class, a CSV with path,label columns, or a CSV/TSV/JSON Lines file of texts with text,label columns")
+    names = ", ".join(builtins.list_datasets())
     raise TransferkitError(f"{text}: no such folder or file, and not a built-in dataset ({names})")
 
 
