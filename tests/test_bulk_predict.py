@@ -1,6 +1,7 @@
 """predict over many files: same labels from the run folder and the ONNX file, streamed in
 order across workers, resumable after an interruption, CSV and Parquet."""
 import csv
+import shutil
 import subprocess
 import sys
 
@@ -18,7 +19,10 @@ def inputs(tiny_run, tmp_path_factory):
     photos = tiny_run.parent / "photos"
     extra = tmp_path_factory.mktemp("inputs")
     (extra / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    (extra / "list.csv").write_text("path\n" + "".join(f"{p}\n" for p in sorted(photos.glob("green/*.png"))[:5]) + "missing.png\n")
+    (extra / "green").mkdir()
+    for p in sorted(photos.glob("green/*.png"))[:5]:  # CSV paths stay inside the CSV's folder
+        shutil.copy(p, extra / "green" / p.name)
+    (extra / "list.csv").write_text("path\n" + "".join(f"green/{p.name}\n" for p in sorted((extra / "green").iterdir())) + "missing.png\n")
     return [str(photos), str(extra / "broken.jpg"), str(extra / "list.csv")]
 
 

@@ -67,7 +67,7 @@ def test_corrupt_and_foreign_files_are_listed_and_skipped(tiny_folder):
     assert set(reasons) == {"empty.jpg", "truncated.png", "notes.txt"}
     assert "0 bytes" in reasons["empty.jpg"]
     checks = tk.check_dataset(ds)
-    assert any("3 file(s) or CSV row(s) skipped" in w for w in checks.warnings)
+    assert any("3 file(s) or row(s) skipped" in w for w in checks.warnings)
     assert [s.item.split("/")[-1] for s in ds.ignored] == [".DS_Store"]
 
 

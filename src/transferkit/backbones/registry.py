@@ -53,6 +53,12 @@ class Backbone:
         m = self.model
         return m.forward_head(m.forward_features(x), pre_logits=True)
 
+    def transfer_model(self, head):
+        """This backbone with `head` on top: one module, images in, logits out."""
+        from ..model import TransferModel
+
+        return TransferModel(self.model, head)
+
     def with_input_size(self, size: int | None) -> "Backbone":
         """The same backbone fed `size`×`size` images (crop ratio kept)."""
         if not size or size == self.input_size:
@@ -190,7 +196,8 @@ def create_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool = True, weigh
 
 def list_backbones(pattern: str = "*") -> list[dict]:
     """Backbones matching `pattern` (fnmatch): offline ones, popular timm ones, and any timm
-    model name the pattern matches, with feature size, input size, parameters and weights source."""
+    model name the pattern matches, with feature size, input size, parameters and weights
+    source; then the text encoders (kind 'text', input size in tokens)."""
     import torch
 
     timm = _timm()
@@ -208,5 +215,8 @@ def list_backbones(pattern: str = "*") -> list[dict]:
             "input_size": int(cfg["input_size"][-1]),
             "params_m": round(sum(p.numel() for p in m.parameters()) / 1e6, 1),
             "weights": weights_source(n),
+            "kind": "image",
         })
-    return rows
+    from .text import list_text_backbones
+
+    return rows + list_text_backbones(pattern)

@@ -31,11 +31,22 @@ BUILTINS = {
 
 
 def list_datasets() -> dict[str, str]:
-    """Built-in dataset names and what they are."""
-    return dict(BUILTINS)
+    """Built-in dataset names (images, then texts) and what they are."""
+    from .text_builtins import TEXT_BUILTINS
+
+    return {**BUILTINS, **TEXT_BUILTINS}
 
 
-def load(name: str) -> ImageDataset:
+def is_builtin(name: str) -> bool:
+    return name in list_datasets()
+
+
+def load(name: str):
+    """An ImageDataset, or a TextDataset for the text built-ins (r8, r52, 20newsgroups, rotten-tomatoes)."""
+    from .text_builtins import TEXT_BUILTINS, load_text_builtin
+
+    if name in TEXT_BUILTINS:
+        return load_text_builtin(name)
     return {"fashion-mnist": _fashion_mnist, "digits": _digits, "cifar10-samples": _cifar10_samples}[name]()
 
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import TransferkitError
-from .dataset import ImageDataset
+from .dataset import ItemDataset
 from .splits import Splits
 
-MIN_PER_CLASS = 100  # the seeds ask for ≥ 3 classes of ≥ 100 images each
+MIN_PER_CLASS = 100  # the seeds ask for ≥ 3 classes of ≥ 100 items each
 MAX_IMBALANCE = 10.0
 
 
@@ -27,26 +27,31 @@ class CheckResult:
         return {"warnings": self.warnings, "skipped": self.skipped, "ignored": self.ignored, "leakage": self.leakage, "contradictions": self.contradictions, "duplicates": self.duplicates}
 
 
-def check_dataset(ds: ImageDataset, splits: Splits | None = None) -> CheckResult:
-    """Raise for data nothing can be learned from; warn about everything else worth knowing."""
+def check_dataset(ds: ItemDataset, splits: Splits | None = None) -> CheckResult:
+    """Raise for data nothing can be learned from; warn about everything else worth knowing.
+
+    Works on any dataset by its labels and content keys (images: file bytes; texts: the text).
+    """
+    unit = ds.unit  # "image" or "text"
+    where_classes = "each in its own sub-folder" if ds.kind == "image" else "in the label column or class sub-folders"
     counts = ds.class_counts()
     present = {c: n for c, n in counts.items() if n > 0}
     if len(present) < 2:
-        raise TransferkitError(f"{ds.root or ds.name}: found {len(present)} class(es) with images ({', '.join(present) or 'none'}); a classifier needs at least 2 classes, each in its own sub-folder (or with its own label in a CSV)")
+        raise TransferkitError(f"{ds.root or ds.name}: found {len(present)} class(es) with {unit}s ({', '.join(present) or 'none'}); a classifier needs at least 2 classes, {where_classes}")
     if splits is not None:
         in_train = sorted({ds.classes[c] for c in ds.labels[splits.train]})
         if len(in_train) < 2:
-            raise TransferkitError(f"{ds.root or ds.name}: the training split holds images of {len(in_train)} class(es) ({', '.join(in_train) or 'none'}); a classifier needs at least 2 classes to learn from; add training images")
+            raise TransferkitError(f"{ds.root or ds.name}: the training split holds {unit}s of {len(in_train)} class(es) ({', '.join(in_train) or 'none'}); a classifier needs at least 2 classes to learn from; add training {unit}s")
     res = CheckResult()
     res.skipped = [{"item": s.item, "reason": s.reason} for s in ds.skipped]
     res.ignored = [{"item": s.item, "reason": s.reason} for s in getattr(ds, "ignored", [])]
     if ds.skipped:
-        res.warnings.append(f"{len(ds.skipped)} file(s) or CSV row(s) skipped: unreadable, not images, blank or duplicate rows (each listed with its reason in checks.json)")
+        res.warnings.append(f"{len(ds.skipped)} file(s) or row(s) skipped: unreadable, empty, not {unit}s, blank or duplicate rows (each listed with its reason in checks.json)")
     for c, n in counts.items():
         if n == 0:
-            res.warnings.append(f"class '{c}' has no readable images and cannot be predicted")
+            res.warnings.append(f"class '{c}' has no readable {unit}s and cannot be predicted")
         elif n < MIN_PER_CLASS:
-            res.warnings.append(f"class '{c}' has only {n} images (fewer than {MIN_PER_CLASS}); its scores will be noisy")
+            res.warnings.append(f"class '{c}' has only {n} {unit}s (fewer than {MIN_PER_CLASS}); its scores will be noisy")
     lo, hi = min(present.values()), max(present.values())
     if hi / lo > MAX_IMBALANCE:
         res.warnings.append(f"classes are imbalanced {hi / lo:.0f}:1 ({max(present, key=present.get)} {hi} vs {min(present, key=present.get)} {lo}); consider class weights")
@@ -74,9 +79,9 @@ def check_dataset(ds: ImageDataset, splits: Splits | None = None) -> CheckResult
         if where is not None and len({where[i] for i in members}) > 1:
             res.leakage.append({"items": items, "splits": [where[i] for i in members]})
     if res.duplicates:
-        res.warnings.append(f"{res.duplicates} items are byte-identical copies of another item (kept in the same split)")
+        res.warnings.append(f"{res.duplicates} items are identical copies of another item (kept in the same split unless the source came split)")
     if res.contradictions:
-        res.warnings.append(f"{len(res.contradictions)} identical image(s) filed under different classes (contradictory labels), e.g. {res.contradictions[0]['items'][:2]}")
+        res.warnings.append(f"{len(res.contradictions)} identical {unit}(s) filed under different classes (contradictory labels), e.g. {res.contradictions[0]['items'][:2]}")
     if res.leakage:
-        res.warnings.append(f"{len(res.leakage)} identical image(s) appear in more than one split (leakage inflates test scores), e.g. {res.leakage[0]['items'][:2]}")
+        res.warnings.append(f"{len(res.leakage)} identical {unit}(s) appear in more than one split (leakage inflates test scores), e.g. {res.leakage[0]['items'][:2]}")
     return res

@@ -27,28 +27,50 @@ class Skipped:
 
 
 @dataclass
-class ImageDataset:
-    """Labelled images.
-
-    Each item is either a file path (``paths``) or a row of ``arrays`` (uint8, N×H×W[×C]).
-    ``given_split`` holds 'train'/'val'/'test' per item when the source came split.
-    """
+class ItemDataset:
+    """What every labelled dataset has, whatever its items are: classes, a label and a content
+    key per item, an optional given split. Splits, checks and the feature cache need only this."""
 
     name: str
     classes: list[str]
     labels: np.ndarray  # int64, (N,), index into classes
     keys: list[str]  # content hash per item
-    paths: list[str] | None = None
-    arrays: np.ndarray | None = None
-    given_split: list[str] | None = None
-    skipped: list[Skipped] = field(default_factory=list)  # unreadable / not images: listed as warnings
+    given_split: list[str] | None = None  # 'train'/'val'/'test' per item when the source came split
+    skipped: list[Skipped] = field(default_factory=list)  # unreadable / not images or texts: listed as warnings
     ignored: list[Skipped] = field(default_factory=list)  # OS metadata (.DS_Store, ...): listed, no warning
     notes: list[str] = field(default_factory=list)  # remarks about the source, shown in checks
     root: str | None = None  # folder paths are shown relative to
-    kind: str = "image"
+    kind: str = "image"  # "image" or "text": picks backbones, strategies and prediction inputs
+
+    @property
+    def unit(self) -> str:
+        """What one item is called in messages: 'image' or 'text'."""
+        return self.kind
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def item_id(self, i: int) -> str:
+        return f"{self.name}[{i}]"
+
+    def display_path(self, i: int) -> str:
+        """A stable name a person can find the item by (also the run's split file entries)."""
+        return self.item_id(i)
+
+    def class_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.labels, minlength=len(self.classes))
+        return {c: int(n) for c, n in zip(self.classes, counts)}
+
+
+@dataclass
+class ImageDataset(ItemDataset):
+    """Labelled images.
+
+    Each item is either a file path (``paths``) or a row of ``arrays`` (uint8, N×H×W[×C]).
+    """
+
+    paths: list[str] | None = None
+    arrays: np.ndarray | None = None
 
     def item_id(self, i: int) -> str:
         """A name a person can find the item by: the path, or `name[i]` for arrays."""
@@ -76,10 +98,6 @@ class ImageDataset:
         arr = self.arrays[i]
         im = Image.fromarray(arr)
         return im.convert("RGB")
-
-    def class_counts(self) -> dict[str, int]:
-        counts = np.bincount(self.labels, minlength=len(self.classes))
-        return {c: int(n) for c, n in zip(self.classes, counts)}
 
     def subset(self, idx: np.ndarray) -> "ImageDataset":
         idx = np.asarray(idx, dtype=np.int64)

@@ -21,8 +21,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import TransferkitError
-from . import builtins
-from .dataset import ImageDataset, Skipped, content_key
+from . import builtins, texts
+from .dataset import ImageDataset, ItemDataset, Skipped, content_key
 from .images import IMAGE_EXTENSIONS, ImageDecodeError, open_rgb
 
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "test": "test", "testing": "test"}
@@ -33,25 +33,36 @@ PATH_COLUMNS = ("path", "file", "filename", "image", "filepath", "image_path")
 LABEL_COLUMNS = ("label", "class", "category", "target")
 
 
-def load_dataset(source: str | os.PathLike, *, check_images: bool = True, data_root: str | os.PathLike | None = None) -> ImageDataset:
-    """Load labelled images from `source`.
+def load_dataset(source: str | os.PathLike, *, check_images: bool = True, data_root: str | os.PathLike | None = None, text_column: str | None = None, label_column: str | None = None) -> ItemDataset:
+    """Load labelled images or texts from `source`.
 
-    `source` is a folder with one sub-folder per class; a folder with `train/` and `test/`
-    and/or `val/` sub-folders, each with one sub-folder per class, whose split is kept; a CSV
-    file with `path,label` columns; or a built-in dataset name (see `list_datasets()`).
-
-    CSV paths are relative to `data_root` (default: the CSV's folder) and must stay inside
-    it; a CSV naming files elsewhere is refused before anything is read.
+    Images: a folder with one sub-folder per class; a folder with `train/` and `test/` and/or
+    `val/` sub-folders, each with one sub-folder per class, whose split is kept; a CSV file
+    with `path,label` columns. CSV paths are relative to `data_root` (default: the CSV's
+    folder) and must stay inside it; a CSV naming files elsewhere is refused before anything
+    is read.
+    Texts (a `TextDataset`): a CSV, TSV or JSON Lines file with a text and a label column
+    (`text_column` / `label_column`, or found from the header); the same folder layouts with
+    .txt files. Or a built-in dataset name (see `list_datasets()`).
     """
     text = str(source)
+    if builtins.is_builtin(text):
+        if data_root:
+            raise TransferkitError(f"--data-root applies to CSV data only; {text} is a built-in dataset")
+        return builtins.load(text)
     path = Path(source).expanduser()
-    is_csv = path.is_file() and path.suffix.lower() in (".csv", ".tsv")
+    suffix = path.suffix.lower()
+    if path.is_file() and (suffix in texts.JSONL_SUFFIXES or (suffix in texts.TABLE_SUFFIXES and texts.is_text_table(path, text_column))):
+        if data_root:
+            raise TransferkitError(f"--data-root applies to CSVs of image paths; {text} is a table of texts")
+        return texts.load_text_table(path, text_column, label_column)
+    is_csv = path.is_file() and suffix in (".csv", ".tsv")
     if data_root and not is_csv:
         raise TransferkitError(f"--data-root applies to CSV data only; {text} is not a .csv/.tsv file")
-    if text in builtins.BUILTINS:
-        return builtins.load(text)
     if is_csv:
         return _load_csv(path, check_images, Path(data_root).expanduser() if data_root else None)
+    if path.is_dir() and texts.folder_holds_texts(path):
+        return texts.load_text_folder(path)
     if path.is_dir():
         try:
             subdirs = {p.name.lower(): p for p in _subdirs(path)}
@@ -62,8 +73,8 @@ def load_dataset(source: str | os.PathLike, *, check_images: bool = True, data_r
             return _load_split_folder(path, split_dirs, [p for n, p in subdirs.items() if n not in SPLIT_ALIASES], check_images)
         return _load_class_folder(path, check_images)
     if path.exists():
-        raise TransferkitError(f"{path}: not a folder or a .csv file; point at a folder with one sub-folder per class or a CSV with path,label columns")
-    names = ", ".join(builtins.BUILTINS)
+        raise TransferkitError(f"{path}: not a folder, .csv, .tsv or .jsonl file; point at a folder with one sub-folder per class, a CSV with path,label columns, or a CSV/TSV/JSON Lines file of texts with text,label columns")
+    names = ", ".join(builtins.list_datasets())
     raise TransferkitError(f"{text}: no such folder or file, and not a built-in dataset ({names})")
 
 

@@ -3,8 +3,8 @@
 Each item draws a number u in [0, 1) from a hash of (seed, its content key) and goes to test if
 u < test_size, to val if u < test_size + val_size, else to train. So:
 - the same data and seed give the same split on any machine (no RNG state, no ordering);
-- adding images never moves the images already assigned;
-- identical files get the same u and always land in the same split (no duplicate leakage);
+- adding items never moves the items already assigned;
+- identical items (file bytes, or texts) get the same u and always land in the same split (no duplicate leakage);
 - each class is split in the given proportions in expectation (stratified); a class the hash
   left without a train, test or val item gets one moved in, deterministically: every class
   with an item trains on at least one; with 2 items, one trains and one tests; with 3 or more,
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import TransferkitError
-from .dataset import ImageDataset
+from .dataset import ItemDataset
 
 
 @dataclass
@@ -43,7 +43,7 @@ def _u(seed: int, key: str) -> float:
     return int.from_bytes(h, "big") / 2.0**64
 
 
-def make_splits(ds: ImageDataset, val_size: float = 0.15, test_size: float = 0.15, seed: int = 0) -> Splits:
+def make_splits(ds: ItemDataset, val_size: float = 0.15, test_size: float = 0.15, seed: int = 0) -> Splits:
     """Split `ds`, keeping a split the source came with (train/val/test folders, official splits).
 
     A given split missing val or test gets it carved out of its train part (`val_size` and

@@ -10,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..backbones import Backbone
-from ..data.dataset import ImageDataset
+from ..data.dataset import ImageDataset, ItemDataset
 from ..data.images import ImageDecodeError
 from ..errors import TransferkitError
 from .cache import FeatureCache, cache_namespace
@@ -60,7 +60,11 @@ def _collate(batch):
 
 
 def feature_cache_for(backbone: Backbone, cache_dir=None) -> FeatureCache:
-    ns = cache_namespace(backbone.name, backbone.weights_id, backbone.preprocessing_id())
+    """The cache of `backbone`'s features (an image or a text backbone: both declare their
+    weights id and preprocessing, which with the name key the cache folder)."""
+    from ..backbones.text import cache_safe_name
+
+    ns = cache_namespace(cache_safe_name(backbone.name), backbone.weights_id, backbone.preprocessing_id())
     meta = {"backbone": backbone.name, "weights_id": backbone.weights_id, "data_config": backbone.data_config, "dim": backbone.num_features}
     return FeatureCache(cache_dir, ns, meta)
 
@@ -73,7 +77,7 @@ def default_workers(n_items: int) -> int:
 
 def extract_features(
     backbone: Backbone,
-    dataset: ImageDataset,
+    dataset: ItemDataset,
     indices=None,
     *,
     cache_dir=None,
@@ -83,6 +87,7 @@ def extract_features(
     stats: dict | None = None,
 ) -> np.ndarray:
     """Features (N, D) float32 for `dataset` items (all, or `indices`), via the on-disk cache.
+    Images and texts alike: the cache is keyed by the item's content key either way.
 
     Only items whose content key is not cached run through the backbone (in inference mode,
     channels-last); results are flushed to the cache every FLUSH_EVERY items, so an
@@ -100,7 +105,11 @@ def extract_features(
         if k in todo_keys and k not in seen:
             seen.add(k)
             todo.append(i)
-    if todo:
+    if todo and getattr(backbone, "kind", "image") == "text":
+        from .text import run_text_backbone
+
+        run_text_backbone(backbone, dataset, todo, cache, batch_size, progress, FLUSH_EVERY)
+    elif todo:
         _run_backbone(backbone, dataset, todo, cache, batch_size, default_workers(len(todo)) if num_workers is None else num_workers, progress)
     feats = cache.get(keys)
     if stats is not None:
@@ -110,7 +119,7 @@ def extract_features(
 
 @torch.inference_mode()
 def _run_backbone(backbone, dataset, todo, cache, batch_size, num_workers, progress) -> None:
-    model = backbone.model.eval().to(memory_format=torch.channels_last)
+    backbone.model.eval().to(memory_format=torch.channels_last)  # in place: eval mode, channels-last weights
     loader = torch.utils.data.DataLoader(
         _ItemImages(dataset, todo, build_eval_transform(backbone), resize_hint_for(backbone.data_config)),
         batch_size=batch_size,

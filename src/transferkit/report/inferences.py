@@ -168,7 +168,7 @@ def _imbalance(w: dict, facts: RunFacts | None) -> list[str]:
     s = f"Class size, for the winner: training classes range from {int(n[small]):,} ({classes[small]}) to {int(n[large]):,} ({classes[large]}) items, {ratio:.1f}:1. "
     rho = _spearman(n[present], f[present])
     if np.nanmin(f) >= 0.99:
-        s += f"Every class scores F1 ≥ 0.99, so class size costs nothing here"
+        s += "Every class scores F1 ≥ 0.99, so class size costs nothing here"
     elif ratio < 1.5:
         s += f"That is close to balanced, so imbalance does not explain the weakest class, {classes[weakest]} (F1 {f[weakest]:.2f})"
     elif rho is not None and rho >= 0.5:

@@ -15,6 +15,34 @@ def _fmt(v, digits=3) -> str:
     return str(v)
 
 
+def _input_line(cfg: dict, m: dict) -> str:
+    dc = cfg["extra"].get("data_config", {})
+    if dc.get("kind") != "text":
+        return f"Input {dc['input_size'][-1]} px"
+    t = m["data"].get("truncation")
+    if not t:
+        return f"Input: {dc.get('features', 'texts')}"
+    return f"Input: texts truncated to {t['max_length']} tokens ({t['truncated']} of {t['of']} texts were longer and got truncated; median {t['tokens_median']:.0f} tokens)"
+
+
+def _misclassified_texts(d: Path, n: int = 10) -> list[str]:
+    """The most confidently wrong test texts, as snippets with their true and predicted labels."""
+    import csv
+
+    if not (d / "predictions.csv").is_file():
+        return []
+    with open(d / "predictions.csv", newline="", encoding="utf-8") as fh:
+        wrong = [r for r in csv.DictReader(fh) if r["true"] != r["predicted"]]
+    if not wrong:
+        return ["", "## Misclassified test texts", "", "None."]
+    wrong.sort(key=lambda r: float(r["p_true"]))
+    out = ["", f"## Misclassified test texts ({len(wrong)}; the {min(n, len(wrong))} most confidently wrong)", "", "| item | true | predicted (confidence) | text |", "|---|---|---|---|"]
+    for r in wrong[:n]:
+        text = r.get("text", "")[:200].replace("|", "\\|")
+        out.append(f"| {r['path']} | {r['true']} | {r['predicted']} ({float(r['confidence']):.2f}) | {text} |")
+    return out
+
+
 def write_markdown_report(run_dir: str | Path, page: dict | None = None, images: list[str] = ()) -> Path:
     """report.md from the run's files; with `page` (the HTML report's context) it also lists the
     most confused pairs, the worst mistakes and links the plots under plots/."""
@@ -29,7 +57,7 @@ def write_markdown_report(run_dir: str | Path, page: dict | None = None, images:
         "",
         f"Data `{cfg['data']}`: {m['data']['items']} items in {len(classes)} classes; split (seed {cfg['seed']}): "
         + ", ".join(f"{k} {v}" for k, v in m["data"]["split_sizes"].items())
-        + f". Input {cfg['extra']['data_config']['input_size'][-1]} px, weights from {cfg['extra']['weights_source']}.",
+        + f". {_input_line(cfg, m)}, weights from {cfg['extra']['weights_source']}.",
         "",
         "## Results",
         "",
@@ -43,6 +71,8 @@ def write_markdown_report(run_dir: str | Path, page: dict | None = None, images:
     if m.get("test", {}).get("n"):
         lines += ["", "## Classification report (test)", "", classification_report_md(m["test"], classes)]
         lines += ["", "## Confusion matrix (test; rows: true class, columns: predicted)", "", confusion_md(m["test"], classes)]
+    if m["data"].get("kind") == "text":
+        lines += _misclassified_texts(d)
     lines += [
         "",
         "## Model and timing",
