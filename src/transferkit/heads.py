@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 C_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)  # inverse L2 strength tried for the linear probe
-SELECT_ON = 6000  # at most this many train (and val) items are used to choose C
 
 
 def _standardiser(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -32,45 +31,65 @@ def _folded_linear(W: np.ndarray, b: np.ndarray, mu: np.ndarray, sd: np.ndarray)
     return lin
 
 
-def fit_linear_head(Xtr, ytr, Xva, yva, n_classes: int, seed: int = 0, C: float | None = None) -> tuple[nn.Module, dict]:
-    """Standardise, then multinomial L2 logistic regression; C picked by validation log-loss."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import log_loss
+def _fit_softmax(Z: torch.Tensor, y: torch.Tensor, k: int, C: float, init: tuple | None, max_iter: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Multinomial logistic regression with scikit-learn's objective,
+    C * sum(cross-entropy) + ||W||^2 / 2 (bias not penalised), minimised by full-batch L-BFGS.
+    Divided by C*n so the loss stays O(1) whatever the data size."""
+    n, d = Z.shape
+    W = torch.zeros(k, d, dtype=Z.dtype) if init is None else init[0].clone()
+    b = torch.zeros(k, dtype=Z.dtype) if init is None else init[1].clone()
+    W.requires_grad_(True)
+    b.requires_grad_(True)
+    lam = 1.0 / (C * n)
+    opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, history_size=20, tolerance_grad=1e-5, tolerance_change=1e-9, line_search_fn="strong_wolfe")
+    evals = 0
 
+    def closure():
+        nonlocal evals
+        evals += 1
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(Z @ W.T + b, y) + 0.5 * lam * (W * W).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return W.detach(), b.detach(), evals
+
+
+def fit_linear_head(Xtr, ytr, Xva, yva, n_classes: int, seed: int = 0, C: float | None = None, max_iter: int = 500) -> tuple[nn.Module, dict]:
+    """Standardise, then multinomial L2 logistic regression; C picked by validation log-loss.
+
+    The C grid is walked from strong to weak regularisation, each fit warm-started from the
+    previous one (a regularisation path), with full-batch L-BFGS in torch: the same objective
+    as scikit-learn's `LogisticRegression(C=...)`, minutes faster on tens of thousands of items.
+    """
     ytr, yva = np.asarray(ytr), np.asarray(yva)
     mu, sd = _standardiser(Xtr)
-    Ztr, Zva = (Xtr - mu) / sd, (Xva - mu) / sd
-    present = np.unique(ytr)
-    grid = [C] if C is not None else list(C_GRID)
-    # choosing C on a sample keeps large datasets fast; the chosen C is refitted on everything
-    pick = np.arange(len(ytr))
-    if len(grid) > 1 and len(ytr) > SELECT_ON:
-        pick = np.sort(np.random.default_rng(seed).choice(len(ytr), SELECT_ON, replace=False))
-        vpick = np.sort(np.random.default_rng(seed + 1).choice(len(yva), min(len(yva), SELECT_ON), replace=False))
-        Zva, yva = Zva[vpick], yva[vpick]
-    scores, best = {}, None
-    for c in grid:
-        clf = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(Ztr[pick], ytr[pick])
-        if len(yva) and len(grid) > 1:
-            proba = np.zeros((len(yva), n_classes))
-            proba[:, clf.classes_] = clf.predict_proba(Zva)
-            proba = np.clip(proba, 1e-7, 1)
-            scores[c] = float(log_loss(yva, proba / proba.sum(1, keepdims=True), labels=list(range(n_classes))))
-        else:
-            scores[c] = 0.0
-        if best is None or scores[c] < scores[best[0]]:
-            best = (c, clf)
-    c, clf = best
-    if len(pick) < len(ytr):
-        clf = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(Ztr, ytr)
+    present = np.unique(ytr)  # classes absent from train can never be predicted
+    remap = np.full(n_classes, -1)
+    remap[present] = np.arange(len(present))
+    Ztr = torch.from_numpy(((Xtr - mu) / sd).astype(np.float32))
+    Zva = torch.from_numpy(((Xva - mu) / sd).astype(np.float32))
+    t_y = torch.from_numpy(remap[ytr])
+    grid = sorted([C] if C is not None else C_GRID)
+    torch.manual_seed(seed)
+    scores, fits, init, evals = {}, {}, None, 0
+    with torch.enable_grad():
+        for c in grid:
+            W, b, e = _fit_softmax(Ztr, t_y, len(present), c, init, max_iter)
+            init, evals = (W, b), evals + e
+            fits[c] = (W, b)
+            if len(yva) and len(grid) > 1:
+                logits = torch.full((len(yva), n_classes), -1e4)
+                logits[:, torch.from_numpy(present)] = Zva @ W.T + b
+                scores[c] = float(nn.functional.cross_entropy(logits, torch.from_numpy(yva)))
+            else:
+                scores[c] = float("nan")
+    best = min(grid, key=lambda c: scores[c] if scores[c] == scores[c] else 0.0)
     W = np.zeros((n_classes, Xtr.shape[1]), dtype=np.float64)
-    b = np.full(n_classes, -1e4)  # classes absent from train can never be predicted
-    coef, icpt = clf.coef_, clf.intercept_
-    if len(present) == 2:  # sklearn's binary case: one row for the positive class
-        coef, icpt = np.vstack([-coef / 2, coef / 2]), np.array([-icpt[0] / 2, icpt[0] / 2])
-    W[clf.classes_] = coef
-    b[clf.classes_] = icpt
-    return _folded_linear(W, b, mu, sd), {"head": "linear", "C": c, "val_log_loss_by_C": scores, "C_chosen_on": int(len(pick))}
+    b = np.full(n_classes, -1e4)
+    W[present], b[present] = fits[best][0].numpy(), fits[best][1].numpy()
+    return _folded_linear(W, b, mu, sd), {"head": "linear", "C": best, "val_log_loss_by_C": scores, "solver": "torch-lbfgs", "function_evals": evals}
 
 
 class MLPHead(nn.Sequential):

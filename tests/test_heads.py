@@ -1,0 +1,39 @@
+"""The linear probe solves scikit-learn's logistic-regression objective (torch L-BFGS)."""
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from transferkit.heads import fit_linear_head
+
+
+def _blobs(n, d=20, k=4, seed=0):
+    centres = np.random.default_rng(123).normal(size=(k, d)) * 1.5  # the same classes for every sample
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    return (centres[y] + rng.normal(size=(n, d)) * 2.0).astype(np.float32), y
+
+
+def test_probe_matches_sklearn_at_the_same_C():
+    X, y = _blobs(600)
+    Xv, yv = _blobs(200, seed=1)
+    head, info = fit_linear_head(X, y, Xv, yv, 4, C=0.1)
+    mu, sd = X.mean(0), X.std(0)
+    ref = LogisticRegression(C=0.1, max_iter=5000, tol=1e-8).fit((X - mu) / sd, y)
+    with torch.no_grad():
+        ours = head(torch.from_numpy(Xv)).softmax(-1).numpy()
+    theirs = ref.predict_proba((Xv - mu) / sd)
+    assert np.abs(ours - theirs).max() < 5e-3
+    assert (ours.argmax(1) == theirs.argmax(1)).mean() > 0.99
+
+
+def test_c_is_chosen_on_validation_and_absent_classes_are_never_predicted():
+    X, y = _blobs(400)
+    keep = y != 3  # class 3 has no training items
+    Xv, yv = _blobs(200, seed=1)
+    head, info = fit_linear_head(X[keep], y[keep], Xv, yv, 4)
+    losses = info["val_log_loss_by_C"]
+    assert info["C"] == min(losses, key=losses.get) and len(losses) > 1
+    with torch.no_grad():
+        pred = head(torch.from_numpy(Xv)).argmax(1).numpy()
+    assert 3 not in set(pred)
+    assert (pred[yv != 3] == yv[yv != 3]).mean() > 0.7
