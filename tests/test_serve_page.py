@@ -1,19 +1,17 @@
-"""The page at GET /, driven in headless Chromium: choose or drop an image, see its labels."""
+"""The page at GET /, driven in headless Chromium through selenium: choose or drop an image,
+see its labels. The server runs in this process (the CLI server is covered by test_serve)."""
 import base64
 import shutil
 import tempfile
-from pathlib import Path
 
 import pytest
 
-from serving import cli_server
+from browser import find_chromium
+from serving import thread_server
 
-CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None)
-CHROMEDRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None)
+CHROMIUM, CHROMEDRIVER, WHY = find_chromium()
 
-pytestmark = [
-    pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None, reason="needs Debian's chromium and chromium-driver (`make browser` installs them where apt is usable)"),
-]
+pytestmark = [pytest.mark.skipif(bool(WHY), reason=WHY or "-")]
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +50,10 @@ def _cards(driver):
 
 
 def test_choose_and_drop_an_image_and_see_top_labels(browser, tiny_onnx, tiny_run, tmp_path):
+    from transferkit.server import create_app
+
     photos = tiny_run.parent / "photos"
-    with cli_server(tiny_onnx) as base:
+    with thread_server(create_app(tiny_onnx)) as base:
         browser.get(base + "/")
         _wait(browser, lambda d: "3 classes" in d.find_element("id", "about").text)
         # 1. the file picker
