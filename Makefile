@@ -12,7 +12,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) torch==2.13.0
-	$(PIP) -c constraints.txt -e ".[weights,test]"
+	$(PIP) -c constraints.txt -e ".[weights,export,serve,parquet,test]"
 	# data-only packages: their files are read, their code never imported
 	$(PIP) -c constraints.txt --no-deps foolbox
 	touch $(STAMP)
@@ -23,12 +23,13 @@ fashion-mnist:
 	@if [ ! -d $(FASHION) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; fi
 
-# Headless Chromium for the report tests (they open report.html and check every image loaded);
-# installed from Debian when apt is usable (root); without it those tests skip and say why.
+# Headless Chromium for the report tests (they open report.html and check every image loaded)
+# and the serve page test (drop an image, see its label); installed from Debian when apt is usable
+# (root); without it those tests skip and say why.
 browser:
 	@if ! command -v chromedriver >/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
-		|| echo "could not install chromium; the browser tests of the report will skip"; fi
+		|| echo "could not install chromium; the browser tests (report, serve page) will skip"; fi
 
 demo: setup fashion-mnist
 	$(VENV)/bin/transferkit train fashion-mnist --strategy probe --image-size 112 --out runs/demo-fashion-mnist

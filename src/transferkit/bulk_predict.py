@@ -97,7 +97,7 @@ def predict_files(
     for i in inputs:
         if not Path(i).exists() and Path(i).suffix.lower() not in IMAGE_EXTENSIONS:
             raise TransferkitError(f"{i}: no such file or folder; give image files, folders of images or CSVs with a path column")
-    pred = load_predictor(model)
+    pred = load_predictor(model, "predict_files")
     k = max(1, min(int(top_k), len(pred.classes)))
     cols = header(k)
     fmt = _format(out)

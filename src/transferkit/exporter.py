@@ -25,7 +25,7 @@ from torch import nn
 
 from . import io as tkio
 from .errors import TransferkitError
-from .predictor import INPUT_NAME, META_KEY, OUTPUT_NAMES, TS_EXTRA, OnnxPredictor, Predictor, TorchPredictor, TorchScriptPredictor, make_transform
+from .predictor import INPUT_NAME, META_KEY, OUTPUT_NAMES, TS_EXTRA, OnnxPredictor, Predictor, TorchPredictor, TorchScriptPredictor, make_transform, refuse_text_run
 from .run import Run
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -96,6 +96,7 @@ def export(
     if format == "onnx" and not 7 <= int(opset) <= 21:
         raise TransferkitError(f"--opset {opset}: use an ONNX opset between 7 and 21 (default {DEFAULT_OPSET})")
     run = Run.load(run_dir)
+    refuse_text_run(run, "export")
     out = Path(out) if out else run.dir / "export" / f"model{FORMATS[format]}"
     if out.is_dir():
         raise TransferkitError(f"--out {out}: is a folder; give a file name such as {out / ('model' + FORMATS[format])}")

@@ -60,12 +60,22 @@ class Predictor:
         return {"source": self.source, "kind": self.kind, "classes": len(self.classes), "input_size": self.input_size}
 
 
+def refuse_text_run(run, what: str) -> None:
+    """One clear line instead of an image pipeline failing on a run trained on texts."""
+    if getattr(run, "kind", "image") == "text":
+        raise TransferkitError(
+            f"{run.dir}: a run trained on texts; {what} takes image runs only for now. "
+            f"Label texts with `transferkit predict {run.dir} --text TEXT` (or .txt / CSV / JSONL files), or Run.predict in Python"
+        )
+
+
 class TorchPredictor(Predictor):
     """A run folder; the module comes from `Run.model` (the one way to get the trained model)."""
 
     kind = "torch"
 
-    def __init__(self, run):
+    def __init__(self, run, what: str = "this command"):
+        refuse_text_run(run, what)
         super().__init__(str(run.dir), run.classes, run.data_config, {"run": str(run.dir), "config": run.config.to_dict()})
         self.run = run
 
@@ -130,17 +140,18 @@ class TorchScriptPredictor(Predictor):
             return self.module(x)[0].float().numpy()
 
 
-def load_predictor(source) -> Predictor:
-    """A predictor from a run folder, an `.onnx` file or a TorchScript `.pt` file (or a Predictor)."""
+def load_predictor(source, what: str = "this command") -> Predictor:
+    """A predictor from a run folder, an `.onnx` file or a TorchScript `.pt` file (or a Predictor).
+    `what` names the caller in the one-line refusal of text runs."""
     if isinstance(source, Predictor):
         return source
     from .run import Run
 
     if hasattr(source, "model") and hasattr(source, "classes") and hasattr(source, "dir"):
-        return TorchPredictor(source)
+        return TorchPredictor(source, what)
     p = Path(source).expanduser()
     if p.is_dir():
-        return TorchPredictor(Run.load(p))
+        return TorchPredictor(Run.load(p), what)
     if not p.is_file():
         raise TransferkitError(f"{p}: no such run folder or model file; pass a folder written by `transferkit train` or a file written by `transferkit export`")
     suffix = p.suffix.lower()

@@ -236,7 +236,7 @@ def create_app(model, limits: Limits | None = None, **overrides):
     from .features.extract import resize_hint_for
 
     limits = limits or Limits(**overrides)
-    pred = load_predictor(model)
+    pred = load_predictor(model, "serve")
     transform, hint = pred.transform, resize_hint_for(pred.data_config)
     batcher = MicroBatcher(pred, limits)
     started = time.time()
