@@ -329,3 +329,13 @@ def test_reports_open_in_headless_chromium(study, browser_paths, tmp_path):
                 _keep(shot)
         finally:
             b.close()
+
+
+def test_stratified_sample_keeps_each_class_share():
+    from transferkit.report.items import stratified_sample
+
+    y = np.repeat([0, 1, 2], [7000, 2990, 10])
+    idx = stratified_sample(y, 1000)
+    assert len(idx) == 1000 and len(set(idx)) == 1000
+    assert np.bincount(y[idx]).tolist() == [700, 299, 1]
+    assert np.array_equal(stratified_sample(y[:50], 1000), np.arange(50))

@@ -102,11 +102,15 @@ def stratified_sample(labels: np.ndarray, n_max: int, seed: int = 0) -> np.ndarr
     if len(labels) <= n_max:
         return np.arange(len(labels))
     rng = np.random.default_rng(seed)
-    out = []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        k = max(1, int(round(n_max * len(members) / len(labels))))
-        out.append(rng.choice(members, size=min(k, len(members)), replace=False))
+    classes, sizes = np.unique(labels, return_counts=True)
+    quota = n_max * sizes / len(labels)
+    k = np.maximum(1, np.floor(quota)).astype(int)
+    for j in np.argsort(-(quota - np.floor(quota))):  # largest remainders take the rest: exactly n_max
+        if k.sum() >= n_max:
+            break
+        if k[j] < sizes[j]:
+            k[j] += 1
+    out = [rng.choice(np.flatnonzero(labels == c), size=min(kc, n), replace=False) for c, kc, n in zip(classes, k, sizes)]
     return np.sort(np.concatenate(out))
 
 

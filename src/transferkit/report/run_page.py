@@ -303,7 +303,7 @@ def performance_rows(facts: RunFacts) -> list[dict]:
     ]
     train_mb, pred_mb = mem.get("train_peak_mb"), mem.get("predict_peak_mb")
     if train_mb is not None or pred_mb is not None:
-        rows.append({"label": "peak memory, training", "value": fmt(_float(train_mb), 0, " MB"), "key": "memory.train_peak_mb", "note": mem.get("note", "")})
+        rows.append({"label": "peak memory, training", "value": fmt(_float(train_mb), 0, " MB"), "key": "memory.train_peak_mb", "note": mem.get("note") or (f"peak resident memory of the process during the phase ({mem['method']})" if mem.get("method") else "")})
         rows.append({"label": "peak memory, prediction", "value": fmt(_float(pred_mb), 0, " MB"), "key": "memory.predict_peak_mb"})
     if mem.get("peak_rss_mb") is not None:
         rows.append({"label": "peak memory, whole run (RSS)", "value": fmt(_float(mem["peak_rss_mb"]), 0, " MB"), "key": "memory.peak_rss_mb", "note": "" if train_mb is not None else "peak resident memory of the process; this run did not record training and prediction peaks separately"})
