@@ -49,12 +49,12 @@ def train(data: str, **options) -> Run:
 
     torch.manual_seed(cfg.seed)  # random-init weights (pretrained=False) follow the seed too
     cfg.extra["kind"] = ds.kind
+    if Path(cfg.data).exists():  # so `transferkit report` finds the data from any working directory
+        cfg.extra["data_path"] = str(Path(cfg.data).resolve())
     if ds.kind == "text":
         ctx = _text_context(cfg, ds, splits)
     else:
         cfg.backbone = cfg.backbone or DEFAULT_BACKBONE
-        if Path(cfg.data).exists():  # so `transferkit report` finds the data from any working directory
-            cfg.extra["data_path"] = str(Path(cfg.data).resolve())
         backbone = create_backbone(cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights).with_input_size(cfg.image_size)
         cfg.extra.update(data_config=backbone.data_config, weights_source=backbone.weights_source, weights_id=backbone.weights_id, engine="torch-eager-channels-last")
         ctx = Context(cfg, ds, splits, backbone)

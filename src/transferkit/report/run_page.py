@@ -77,7 +77,21 @@ def _overview(facts: RunFacts) -> list[tuple[str, str]]:
         ("strategy", facts.strategy),
         ("backbone", f"{facts.backbone}" + (f", {size[-1]} px input" if size else "") + (f", weights: {ex.get('weights_source')}" if ex.get("weights_source") else "") + ("" if cfg.get("pretrained", True) else " (random init)")),
     ]
+    if (ex.get("data_config") or {}).get("kind") == "text" or ex.get("kind") == "text":
+        rows.append(("input", text_input_line(ex, d)))
     return rows
+
+
+def text_input_line(ex: dict, data: dict) -> str:
+    """How texts entered the model: tf-idf, or tokens kept and how many texts were truncated."""
+    dc = ex.get("data_config") or {}
+    t = data.get("truncation") or ex.get("truncation")
+    if not t:
+        return str(dc.get("features") or "texts")
+    by = t.get("by_split") or {}
+    split = f" (test: {fmt(by.get('test'))})" if by.get("test") is not None else ""
+    return (f"texts tokenized, the first {fmt(t.get('max_length'))} tokens kept: {fmt(t.get('truncated'))} of {fmt(t.get('of'))} texts were longer "
+            f"and got truncated{split}; median length {fmt(t.get('tokens_median'), 0)} tokens, 95th percentile {fmt(t.get('tokens_p95'), 0)}")
 
 
 def _cards(facts: RunFacts) -> list[tuple[str, str]]:
@@ -198,7 +212,10 @@ def _training(facts: RunFacts, figs: dict) -> dict:
         figs["learning_curves"] = plots.learning_curves(h)
         vl = [(r.get("val_loss"), r) for r in h if r.get("val_loss") is not None]
         best = min(vl, key=lambda t: t[0])[1] if vl else None
-        return {"kind": "curves", "epochs": len(h), "best": best, "head": mod.get("head")}
+        strategy = facts.config.get("strategy")
+        # what the curves are of: a head on cached features, or the head and encoder together
+        trained = "the encoder and its " + str(mod.get("head")) + " head" if strategy in ("partial", "finetune") and facts.config.get("extra", {}).get("kind") == "text" else None
+        return {"kind": "curves", "epochs": len(h), "best": best, "head": mod.get("head"), "trained": trained}
     scores = mod.get("val_log_loss_by_C")
     if isinstance(scores, dict) and len(scores) > 1:
         figs["c_selection"] = plots.c_selection({k: float(v) for k, v in scores.items()})
@@ -299,7 +316,7 @@ def performance_rows(facts: RunFacts) -> list[dict]:
     t, mod, mem = m.get("timing", {}), m.get("model", {}), m.get("memory", {}) or {}
     rows = [
         {"label": "parameters (total)", "value": fmt(mod.get("params_total")), "key": "model.params_total"},
-        {"label": "parameters (trainable)", "value": fmt(mod.get("params_trainable")), "key": "model.params_trainable", "note": "the head only: the backbone is frozen" if facts.config.get("strategy") == "probe" else ""},
+        {"label": "parameters (trainable)", "value": fmt(mod.get("params_trainable")), "key": "model.params_trainable", "note": "the head only: the backbone is frozen" if facts.config.get("strategy") in ("probe", "head") and mod.get("params_trainable") != mod.get("params_total") else ""},
     ]
     train_mb, pred_mb = mem.get("train_peak_mb"), mem.get("predict_peak_mb")
     if train_mb is not None or pred_mb is not None:
@@ -313,7 +330,9 @@ def performance_rows(facts: RunFacts) -> list[dict]:
     if t.get("total_s") is not None:
         rows.append({"label": "whole run", "value": fmt_seconds(t["total_s"]), "key": "timing.total_s", "note": "loading, checks, extraction, training, evaluation"})
     ps = t.get("predict_s_per_item")
-    rows.append({"label": "prediction time per item", "value": fmt(ps * 1000 if ps else None, 2, " ms"), "key": "timing.predict_s_per_item", "note": "decode + preprocess + model, batches of 32, CPU"})
+    kind = facts.config.get("extra", {}).get("kind", "image")
+    how = "decode + preprocess + model" if kind != "text" else ("tf-idf + linear model" if facts.config.get("strategy") == "tfidf" else "tokenize + encoder + head")
+    rows.append({"label": "prediction time per item", "value": fmt(ps * 1000 if ps else None, 2, " ms"), "key": "timing.predict_s_per_item", "note": f"{how}, batches of 32, CPU"})
     rows.append({"label": "prediction throughput", "value": fmt(t.get("predict_items_per_s"), 1, " items/s"), "key": "timing.predict_items_per_s"})
     for s in SPLITS:
         rows.append({"label": f"{s} accuracy", "value": fmt(facts.split(s).get("accuracy"), 4), "key": f"{s}.accuracy"})
