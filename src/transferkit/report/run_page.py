@@ -246,6 +246,10 @@ def _float(v):
         return None
 
 
+def _is_text(facts: RunFacts) -> bool:
+    return (facts.metrics.get("data") or {}).get("kind") == "text" or (facts.config.get("extra") or {}).get("kind") == "text"
+
+
 def _misclassified(facts: RunFacts, view: DataView, figs: dict) -> dict:
     if facts.predictions is None:
         return {"available": False, "reason": "this run has no predictions.csv"}
@@ -253,8 +257,12 @@ def _misclassified(facts: RunFacts, view: DataView, figs: dict) -> dict:
     out = {"available": True, "n_wrong": len(wrong), "n": len(facts.predictions), "rows": wrong[:MISCLASSIFIED_MAX], "texts": None, "note": ""}
     if not wrong:
         return out
+    if _is_text(facts) and view.ds is None and any(r.get("text") for r in facts.predictions):  # predictions.csv keeps a snippet of each text
+        by_path = {r.get("path"): r.get("text") or "" for r in facts.predictions}
+        out["texts"] = [{**r, "text": _snippet(by_path.get(r["path"], ""), 400)} for r in wrong[:MISCLASSIFIED_MAX]]
+        return out
     if view.ds is None:
-        out["note"] = f"Images are not shown: {view.error}."
+        out["note"] = f"{'Texts' if _is_text(facts) else 'Images'} are not shown: {view.error}."
         return out
     shown = [(r, view.find(r["path"])) for r in wrong[:MISCLASSIFIED_MAX]]
     missing = sum(i is None for _, i in shown)
@@ -310,6 +318,11 @@ def _project(X, y, facts: RunFacts, figs: dict, out: dict) -> dict:
 
 
 # ------------------------------------------------------------------------ performance
+def _mem_note(phase: str, start_mb) -> str:
+    """What a phase's peak memory covers."""
+    return phase + (f"; {_float(start_mb):,.0f} MB of it were already resident when the phase began" if _float(start_mb) is not None else "")
+
+
 def performance_rows(facts: RunFacts) -> list[dict]:
     """The model performance table: label, value, note, and the metrics.json key it shows."""
     m = facts.metrics
@@ -320,10 +333,14 @@ def performance_rows(facts: RunFacts) -> list[dict]:
     ]
     train_mb, pred_mb = mem.get("train_peak_mb"), mem.get("predict_peak_mb")
     if train_mb is not None or pred_mb is not None:
-        rows.append({"label": "peak memory, training", "value": fmt(_float(train_mb), 0, " MB"), "key": "memory.train_peak_mb", "note": mem.get("note") or (f"peak resident memory of the process during the phase ({mem['method']})" if mem.get("method") else "")})
-        rows.append({"label": "peak memory, prediction", "value": fmt(_float(pred_mb), 0, " MB"), "key": "memory.predict_peak_mb"})
+        how = {"VmHWM": "the kernel's peak-RSS counter, reset when each phase begins", "sampled": "RSS sampled every 5 ms"}.get(mem.get("method"), mem.get("method") or "")
+        rows.append({"label": "peak memory, training", "value": fmt(_float(train_mb), 0, " MB"), "key": "memory.train_peak_mb", "note": mem.get("note") or _mem_note("feature extraction + training", mem.get("train_start_mb"))})
+        rows.append({"label": "peak memory, prediction", "value": fmt(_float(pred_mb), 0, " MB"), "key": "memory.predict_peak_mb", "note": _mem_note("loading the saved model + predicting test items", mem.get("predict_start_mb"))})
     if mem.get("peak_rss_mb") is not None:
-        rows.append({"label": "peak memory, whole run (RSS)", "value": fmt(_float(mem["peak_rss_mb"]), 0, " MB"), "key": "memory.peak_rss_mb", "note": "" if train_mb is not None else "peak resident memory of the process; this run did not record training and prediction peaks separately"})
+        note = "peak resident memory of the process; this run did not record training and prediction peaks separately"
+        if train_mb is not None or pred_mb is not None:
+            note = "measured, not estimated: resident memory of the training process" + (f" ({how})" if how else "") + "; data-loading worker processes are not included"
+        rows.append({"label": "peak memory, whole run (RSS)", "value": fmt(_float(mem["peak_rss_mb"]), 0, " MB"), "key": "memory.peak_rss_mb", "note": note})
     if t.get("extract_s") is not None:
         rows.append({"label": "feature extraction", "value": fmt_seconds(t["extract_s"]), "key": "timing.extract_s", "note": f"{fmt(t.get('backbone_runs'))} items through the backbone, {fmt(t.get('cached_items'))} from the cache"})
     rows.append({"label": "training time", "value": fmt_seconds(t.get("train_s")), "key": "timing.train_s"})
