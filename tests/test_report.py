@@ -317,8 +317,9 @@ def _keep(shot: Path) -> None:
         shutil.copy(shot, Path(out) / shot.name)
 
 
-def test_reports_open_in_headless_chromium(study, browser_paths, tmp_path):
-    pages = [(study / "probe-mlp" / "report.html", RUN_SECTIONS, 8), (study / "probe-linear" / "report.html", RUN_SECTIONS, 8), (study / "report.html", COMPARE_SECTIONS, 4)]
+def test_reports_open_in_headless_chromium(study, text_runs, browser_paths, tmp_path):
+    text = Path(text_runs["head"]) / "report.html"  # class counts, 2 confusion matrices, curves, PCA, t-SNE; no image grids
+    pages = [(study / "probe-mlp" / "report.html", RUN_SECTIONS, 8), (study / "probe-linear" / "report.html", RUN_SECTIONS, 8), (study / "report.html", COMPARE_SECTIONS, 4), (text, RUN_SECTIONS, 6)]
     for mobile, (w, h) in ((False, (1280, 900)), (True, (390, 844))):
         b = Browser(*browser_paths, width=w, height=h, mobile=mobile)
         try:
@@ -327,7 +328,7 @@ def test_reports_open_in_headless_chromium(study, browser_paths, tmp_path):
                 assert got["images"] == n_images
                 if mobile:  # readable on a phone: nothing wider than the screen (wide tables scroll inside their box)
                     assert got["overflow"] <= 1, f"{page}: {got['overflow']} px wider than a 390 px phone"
-                name = f"{'compare' if page.parent == study else page.parent.name}-{'phone' if mobile else 'laptop'}.png"
+                name = f"{'compare' if page.parent == study else 'text-' + page.parent.name if page == text else page.parent.name}-{'phone' if mobile else 'laptop'}.png"
                 shot = b.screenshot(tmp_path / name, full_page=not mobile)
                 assert Image.open(shot).size[0] >= (390 if mobile else 1280)
                 _keep(shot)
