@@ -14,6 +14,7 @@ from .facts import SPLITS, RunFacts
 from .items import PCA_MAX, TSNE_MAX, DataView, run_features, samples_per_class, stratified_sample
 
 SAMPLES_PER_CLASS = 8
+SAMPLE_TEXTS_PER_CLASS = 3
 MISCLASSIFIED_MAX = 24
 CONFUSED_PAIRS = 10
 LIST_MAX = 50  # skipped files, leakage groups... listed on the page (all of them are in checks.json)
@@ -123,7 +124,8 @@ def _dataset(facts: RunFacts, view: DataView, figs: dict) -> dict:
     else:
         groups = samples_per_class(facts, view, SAMPLES_PER_CLASS)
         if view.is_text:
-            out["samples_text"] = [(name, [_snippet(view.preview(i)) for i in idx[:3]]) for name, idx in groups]
+            out["samples_text"] = [(name, [_snippet(view.preview(i)) for i in idx[:SAMPLE_TEXTS_PER_CLASS]]) for name, idx in groups]
+            out["samples_note"] = f"Up to {SAMPLE_TEXTS_PER_CLASS} training texts per class, spread over each class (the first 280 characters of each)."
         else:
             rows = [(name, [view.preview(i, 128) for i in idx]) for name, idx in groups]
             figs["samples"] = plots.image_grid(rows)
