@@ -101,6 +101,10 @@ def test_tables_show_the_numbers_in_metrics_json(study):
         assert cells["timing.predict_s_per_item"] == f"{m['timing']['predict_s_per_item'] * 1000:,.2f} ms"
         assert cells["timing.predict_items_per_s"] == f"{m['timing']['predict_items_per_s']:,.1f} items/s"
         assert cells["memory.peak_rss_mb"] == f"{m['memory']['peak_rss_mb']:,.0f} MB"
+        # training and prediction peaks are measured separately, and never above the whole run's
+        mem = m["memory"]
+        assert cells["memory.train_peak_mb"] == f"{mem['train_peak_mb']:,.0f} MB" and cells["memory.predict_peak_mb"] == f"{mem['predict_peak_mb']:,.0f} MB"
+        assert 0 < mem["train_start_mb"] <= mem["train_peak_mb"] <= mem["peak_rss_mb"] + 1 and 0 < mem["predict_peak_mb"] <= mem["peak_rss_mb"] + 1
 
 
 def test_plots_show_the_numbers_in_metrics_json(study):
@@ -313,8 +317,9 @@ def _keep(shot: Path) -> None:
         shutil.copy(shot, Path(out) / shot.name)
 
 
-def test_reports_open_in_headless_chromium(study, browser_paths, tmp_path):
-    pages = [(study / "probe-mlp" / "report.html", RUN_SECTIONS, 8), (study / "probe-linear" / "report.html", RUN_SECTIONS, 8), (study / "report.html", COMPARE_SECTIONS, 4)]
+def test_reports_open_in_headless_chromium(study, text_runs, browser_paths, tmp_path):
+    text = Path(text_runs["head"]) / "report.html"  # class counts, 2 confusion matrices, curves, PCA, t-SNE; no image grids
+    pages = [(study / "probe-mlp" / "report.html", RUN_SECTIONS, 8), (study / "probe-linear" / "report.html", RUN_SECTIONS, 8), (study / "report.html", COMPARE_SECTIONS, 4), (text, RUN_SECTIONS, 6)]
     for mobile, (w, h) in ((False, (1280, 900)), (True, (390, 844))):
         b = Browser(*browser_paths, width=w, height=h, mobile=mobile)
         try:
@@ -323,9 +328,73 @@ def test_reports_open_in_headless_chromium(study, browser_paths, tmp_path):
                 assert got["images"] == n_images
                 if mobile:  # readable on a phone: nothing wider than the screen (wide tables scroll inside their box)
                     assert got["overflow"] <= 1, f"{page}: {got['overflow']} px wider than a 390 px phone"
-                name = f"{'compare' if page.parent == study else page.parent.name}-{'phone' if mobile else 'laptop'}.png"
+                name = f"{'compare' if page.parent == study else 'text-' + page.parent.name if page == text else page.parent.name}-{'phone' if mobile else 'laptop'}.png"
                 shot = b.screenshot(tmp_path / name, full_page=not mobile)
                 assert Image.open(shot).size[0] >= (390 if mobile else 1280)
                 _keep(shot)
         finally:
             b.close()
+
+
+def test_stratified_sample_keeps_each_class_share():
+    from transferkit.report.items import stratified_sample
+
+    y = np.repeat([0, 1, 2], [7000, 2990, 10])
+    idx = stratified_sample(y, 1000)
+    assert len(idx) == 1000 and len(set(idx)) == 1000
+    assert np.bincount(y[idx]).tolist() == [700, 299, 1]
+    assert np.array_equal(stratified_sample(y[:50], 1000), np.arange(50))
+
+
+def test_peak_memory_of_a_phase_is_measured():
+    from transferkit.memory import PeakMemory, process_peak_mb
+
+    with PeakMemory() as before:
+        pass
+    with PeakMemory() as big:
+        a = np.ones(160 * 2**20 // 8)  # 160 MB, touched
+        del a
+    with PeakMemory() as after:  # the peak of the big phase does not leak into the next one
+        pass
+    assert big.method in ("VmHWM", "sampled")
+    assert big.peak_mb - big.start_mb >= 150, (big.start_mb, big.peak_mb)
+    assert after.peak_mb < big.peak_mb - 100 and abs(before.peak_mb - before.start_mb) < 50
+    assert process_peak_mb() >= big.peak_mb - 1  # resets never lower the whole run's peak
+
+
+@pytest.fixture(scope="module")
+def text_runs(tmp_path_factory):
+    """Real text runs on a tiny 3-topic CSV with short, ambiguous texts (so some are wrong):
+    the tf-idf baseline, and an MLP head on a tiny random-weight BERT."""
+    from textdata import make_texts, make_tiny_bert, write_csv
+
+    root = tmp_path_factory.mktemp("texts")
+    data = write_csv(root / "topics.csv", make_texts(40, length=(1, 4)))
+    bert = make_tiny_bert(root / "bert")
+    runs = {"tfidf": tk.train(str(data), strategy="tfidf", out=str(root / "tfidf")).dir}
+    runs["head"] = tk.train(str(data), strategy="head", backbone=str(bert), hidden=32, epochs=8, out=str(root / "head"), cache_dir=str(root / "cache")).dir
+    return runs
+
+
+@pytest.mark.parametrize("name", ["tfidf", "head"])
+def test_text_runs_render_without_images_and_show_mistakes_as_snippets(text_runs, name):
+    d = Path(text_runs[name])
+    m = json.loads((d / "metrics.json").read_text())
+    assert m["data"]["kind"] == "text"
+    page = (d / "report.html").read_text()
+    for sec in RUN_SECTIONS:
+        assert f'id="{sec}"' in page, sec
+    pngs = {p.stem for p in (d / "plots").glob("*.png")}
+    assert not pngs & {"samples", "misclassified"}  # no image grids for texts
+    assert {"class_counts", "confusion_counts", "confusion_normalized", "pca", "tsne"} <= pngs
+    assert ("learning_curves" in pngs) == (name == "head")
+    texts = {r["path"]: r["text"] for r in load_run_facts(d).predictions}
+    wrong = misclassified(load_run_facts(d).predictions)
+    assert wrong, "the ambiguous texts should give some mistakes to show"
+    worst = html.unescape(page)
+    assert texts[wrong[0]["path"]] in worst  # the worst mistake's text is on the page, as text
+    md = (d / "report.md").read_text()
+    assert "Misclassified test texts" in md and texts[wrong[0]["path"]].replace("|", "\\|") in md
+    cells = {k: html.unescape(v) for k, v in re.findall(r'data-metric="([^"]+)">([^<]*)<', page)}
+    assert cells["test.accuracy"] == f"{m['test']['accuracy']:.4f}"
+    assert "decode" not in page.split('data-metric="timing.predict_s_per_item"')[1][:400]  # texts are tokenized, not decoded

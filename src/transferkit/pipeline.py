@@ -1,7 +1,6 @@
 """`train()`: data -> split -> checks -> strategy -> evaluation -> a complete run folder."""
 from __future__ import annotations
 
-import resource
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from .config import TrainConfig
 from .data import check_dataset, load_dataset, make_splits
 from .evaluate import evaluate
 from .log import log
+from .memory import PeakMemory, process_peak_mb
 from .report import write_markdown_report, write_run_report
 from .rundir import RunFolder, check_target
 from .run import ENCODER_DIR, MODEL_FILE, Run, save_model, save_text_encoder, snippet
@@ -49,26 +49,28 @@ def train(data: str, **options) -> Run:
 
     torch.manual_seed(cfg.seed)  # random-init weights (pretrained=False) follow the seed too
     cfg.extra["kind"] = ds.kind
+    if Path(cfg.data).exists():  # so `transferkit report` finds the data from any working directory
+        cfg.extra["data_path"] = str(Path(cfg.data).resolve())
     if ds.kind == "text":
         ctx = _text_context(cfg, ds, splits)
     else:
         cfg.backbone = cfg.backbone or DEFAULT_BACKBONE
-        if Path(cfg.data).exists():  # so `transferkit report` finds the data from any working directory
-            cfg.extra["data_path"] = str(Path(cfg.data).resolve())
         backbone = create_backbone(cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights).with_input_size(cfg.image_size)
         cfg.extra.update(data_config=backbone.data_config, weights_source=backbone.weights_source, weights_id=backbone.weights_id, engine="torch-eager-channels-last")
         ctx = Context(cfg, ds, splits, backbone)
     out_path = out_path or check_target(default_out(cfg), protect)
-    trained = strategy(ctx)
+    with PeakMemory() as mem_train:  # extraction + training: what a user needs free to train
+        trained = strategy(ctx)
 
     log(f"writing run folder {out_path}")
     out = RunFolder(out_path, protect)
     try:
         _write_run(out, ctx, trained, checks)
-        t_pred = _time_prediction(out, ds, splits)
+        with PeakMemory() as mem_pred:  # the saved model loaded and predicting real items
+            t_pred = _time_prediction(out, ds, splits)
         metrics = tkio.read_json(out / "metrics.json")
         metrics["timing"].update(t_pred, total_s=time.perf_counter() - t_start)
-        metrics["memory"] = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        metrics["memory"] = {"peak_rss_mb": process_peak_mb(), "train_peak_mb": mem_train.peak_mb, "predict_peak_mb": mem_pred.peak_mb, "train_start_mb": mem_train.start_mb, "predict_start_mb": mem_pred.start_mb, "method": mem_train.method}
         tkio.write_json(out / "metrics.json", metrics)
         final = out.commit()
     except BaseException:

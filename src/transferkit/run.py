@@ -54,11 +54,11 @@ class Run:
             raise TransferkitError(f"{d / 'config.json'}: not a transferkit run config ({exc})") from None
         if not isinstance(cfg.backbone, str) or not isinstance(cfg.extra, dict):
             raise TransferkitError(f"{d / 'config.json'}: 'backbone' must be a name and 'extra' an object")
-        if cfg.extra.get("kind", "image") == "text":  # tokenizer settings, not image preprocessing
-            if not isinstance(cfg.extra.get("data_config"), dict):
-                raise TransferkitError(f"{d / 'config.json'}: extra.data_config is missing; train again to rebuild the run folder")
-        else:
-            cfg.extra["data_config"] = _checked_data_config(cfg.extra.get("data_config"), d / "config.json")
+        kind = cfg.extra.get("kind", "image")
+        if kind not in ("image", "text"):
+            raise TransferkitError(f"{d / 'config.json'}: extra.kind must be 'image' or 'text', not {kind!r}")
+        check = _checked_text_config if kind == "text" else _checked_data_config
+        cfg.extra["data_config"] = check(cfg.extra.get("data_config"), d / "config.json")
         classes = _read_json(d / "labels.json", dict).get("classes")
         if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
             raise TransferkitError(f"{d / 'labels.json'}: 'classes' must be a non-empty list of names")
@@ -180,6 +180,16 @@ def _checked_data_config(dc, where: Path) -> dict:
     if not ok:
         raise TransferkitError(f"{where}: extra.data_config is missing or out of range (input_size, mean, std, interpolation, crop_pct, crop_mode); train again to rebuild the run folder")
     return out
+
+
+def _checked_text_config(dc, where: Path) -> dict:
+    """A text run's input settings: tokens kept per text (a tfidf run has none)."""
+    if not isinstance(dc, dict) or dc.get("kind") != "text":
+        raise TransferkitError(f"{where}: extra.data_config of a text run must say kind 'text'; train again to rebuild the run folder")
+    n = dc.get("max_length")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 4 <= n <= 1_000_000):
+        raise TransferkitError(f"{where}: extra.data_config.max_length {n!r} is out of range (4 to 1,000,000 tokens); train again to rebuild the run folder")
+    return dict(dc)
 
 
 def _load_model(path: Path, cfg: TrainConfig, n_classes: int) -> TransferModel:

@@ -53,9 +53,7 @@ def load_text_builtin(name: str) -> TextDataset:
     for split, rel in files.items():
         path = data_file(dist, rel)
         rows += _read_tab(path, name, split, skipped)
-    ds = build_text_dataset(name, rows, skipped)
-    ds.notes.append(f"official train/test split of {name} kept")
-    return ds
+    return build_text_dataset(name, rows, skipped)  # the official train/test split is kept (given_split)
 
 
 def _read_tab(path: Path, name: str, split: str, skipped: list[Skipped]) -> list[tuple]:
@@ -86,6 +84,4 @@ def _rotten_tomatoes() -> TextDataset:
         reader = csv.DictReader(io.TextIOWrapper(fh, encoding="utf-8", newline=""))
         # the corpus also holds 1,097 plot synopses (category 'plot'): not reviews, left out
         rows = [(f"rotten-tomatoes/{n:05d}", r["text"], r["category"], None) for n, r in enumerate(reader) if r["category"] in ("fresh", "rotten")]
-    ds = build_text_dataset("rotten-tomatoes", rows, [], classes=["fresh", "rotten"])
-    ds.notes.append("no official split: a seeded stratified split is made")
-    return ds
+    return build_text_dataset("rotten-tomatoes", rows, [], classes=["fresh", "rotten"])  # no official split: seeded stratified

@@ -157,7 +157,8 @@ def load_text_table(path: str | os.PathLike, text_column: str | None = None, lab
     ds = build_text_dataset(path.stem, rows, skipped, root=path.parent)
     if split_col is not None and ds.given_split is not None and "train" not in ds.given_split:
         raise TransferkitError(f"{path}: the '{split_col}' column has no 'train' rows; a model needs training texts")
-    ds.notes.append(f"texts from column '{text_col}', labels from column '{label_col}'" + (f", split from column '{split_col}'" if split_col else ""))
+    if text_column is None or label_column is None:  # a guess from the header: say which columns were taken
+        ds.notes.append(f"texts from column '{text_col}', labels from column '{label_col}'" + (f", split from column '{split_col}'" if split_col else "") + " (found from the header; name others with --text-column / --label-column)")
     return ds
 
 

@@ -1,5 +1,39 @@
 """The comparison page: the leaderboard, its charts and the inferences, from leaderboard.json
-and the run folders it points at."""
+and the run folders it points at.
+
+The contract with `transferkit compare` (the one place it is written down): what
+`write_compare_report(DIR)` reads, and what it writes.
+
+Reads
+- DIR/leaderboard.json: a JSON list of row objects (or {"rows": [...]}), one per run, any order
+  (the page ranks them). Keys, each may be null or absent (facts.LEADERBOARD_FIELDS):
+    name              label shown for the row; default "<strategy> · <backbone>"; duplicates
+                      get their run folder's name appended
+    strategy          probe | head | partial | finetune | scratch | mlp | tfidf ...; scratch,
+                      mlp and tfidf are the from-scratch baselines (inferences.BASELINES)
+    backbone          backbone name ("none" for baselines)
+    test_accuracy, macro_f1, weighted_f1, val_accuracy, train_accuracy     fractions in [0, 1]
+    params_total, params_trainable                                          counts
+    train_s           seconds to train (feature extraction included for cached-feature runs)
+    predict_ms        milliseconds per item, end to end
+    peak_mem_mb       MB, the run's peak memory (the leaderboard's "peak MB" column)
+    run_dir           the run folder, relative to DIR (or absolute); null for a run that failed
+    error             null or "" for a finished run; the message for a failed one (shown, not ranked)
+  Other keys (train_peak_mb, predict_peak_mb, image_size, epochs_run, ...) are kept and ignored.
+  A row without test_accuracy or with an error is listed as failed.
+- DIR/<run_dir>/: a run folder as `transferkit train` writes it: config.json and metrics.json
+  (required), labels.json, checks.json, splits.json, history.csv, predictions.csv (optional).
+  predictions.csv (path, true, predicted, confidence, p_true) gives the paired McNemar test
+  of the two best runs; metrics.json's test.per_class gives the per-class gains and F1 chart,
+  data.class_counts.train the F1-vs-support chart, timing/model the time and size charts. All runs of one comparison share one split and one
+  class list (the first run's classes are the page's).
+
+Writes
+- DIR/report.html (plots inline) and DIR/plots/*.png: accuracy_vs_time, accuracy_vs_params,
+  per_class_f1, f1_vs_support;
+- each run's report.html / report.md / plots/ again (runs="all"; "missing": only where absent;
+  "none": not at all), linked back to DIR/report.html.
+"""
 from __future__ import annotations
 
 import numpy as np

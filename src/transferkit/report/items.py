@@ -102,11 +102,15 @@ def stratified_sample(labels: np.ndarray, n_max: int, seed: int = 0) -> np.ndarr
     if len(labels) <= n_max:
         return np.arange(len(labels))
     rng = np.random.default_rng(seed)
-    out = []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        k = max(1, int(round(n_max * len(members) / len(labels))))
-        out.append(rng.choice(members, size=min(k, len(members)), replace=False))
+    classes, sizes = np.unique(labels, return_counts=True)
+    quota = n_max * sizes / len(labels)
+    k = np.maximum(1, np.floor(quota)).astype(int)
+    for j in np.argsort(-(quota - np.floor(quota))):  # largest remainders take the rest: exactly n_max
+        if k.sum() >= n_max:
+            break
+        if k[j] < sizes[j]:
+            k[j] += 1
+    out = [rng.choice(np.flatnonzero(labels == c), size=min(kc, n), replace=False) for c, kc, n in zip(classes, k, sizes)]
     return np.sort(np.concatenate(out))
 
 
@@ -202,6 +206,8 @@ def _model_features(facts: RunFacts, view: DataView) -> Features | None:
     keep = stratified_sample(labels, EMBED_TEST_MAX)
     idx, labels = idx[keep], labels[keep]
     run = Run.load(facts.dir)
+    if run.kind == "text":
+        return _text_model_features(run, view, idx, labels)
     model = run.model
     last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     if not last:
@@ -221,3 +227,32 @@ def _model_features(facts: RunFacts, view: DataView) -> Features | None:
     X = torch.cat(grabbed).numpy()
     what = f"penultimate features of the trained model (inputs of its last layer, {X.shape[1]} dims) for {len(idx):,} test items; this run has no cached backbone features"
     return Features(X, labels, what)
+
+
+def _text_model_features(run, view: DataView, idx: np.ndarray, labels: np.ndarray) -> Features:
+    """Text runs: the inputs of the model's last linear layer, or for a tf-idf run its TF-IDF
+    vectors reduced by truncated SVD (LSA), for the test texts."""
+    import torch
+
+    texts = [text_of(view.ds, int(i)) for i in idx]
+    model = run.model
+    if run.config.strategy == "tfidf":
+        from sklearn.decomposition import TruncatedSVD
+
+        V = model.transform(texts)
+        k = max(2, min(100, V.shape[1] - 1, len(texts) - 1))
+        X = TruncatedSVD(n_components=k, random_state=0).fit_transform(V)
+        return Features(X, labels, f"TF-IDF vectors of {len(idx):,} test texts reduced to {k} dimensions by truncated SVD (LSA); a tf-idf run has no encoder")
+    from ..model import text_logits
+
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    grabbed: list[torch.Tensor] = []
+    hook = last[-1].register_forward_hook(lambda mod, inp, out: grabbed.append(inp[0].detach().flatten(1).float()))
+    try:
+        order = np.argsort([-len(t) for t in texts], kind="stable")  # text_logits runs the texts longest first
+        text_logits(model, run._tokenizer, int(run.data_config.get("max_length") or 128), texts, 32)
+    finally:
+        hook.remove()
+    X = np.empty((len(texts), grabbed[0].shape[1]), dtype=np.float32)
+    X[order] = torch.cat(grabbed).numpy()
+    return Features(X, labels, f"penultimate features of the trained model (inputs of its last layer, {X.shape[1]} dims) for {len(idx):,} test texts; this run has no cached encoder features")

@@ -114,7 +114,7 @@ def _page_sections(page: dict, images) -> list[str]:
         lines += ["", "## Most confused class pairs (test)", "", "| true | predicted as | items | % of true class |", "|---|---|---:|---:|"]
         lines += [f"| {p['true']} | {p['predicted']} | {p['count']} | {100 * p['share']:.1f}% |" for p in pairs]
     err = page.get("errors", {})
-    if err.get("rows"):
+    if err.get("rows") and not err.get("texts"):  # text runs: "Misclassified test texts" above shows them
         lines += ["", f"## Misclassified examples ({err['n_wrong']} of {err['n']} test items; highest loss first)", "", "| item | true | predicted | confidence |", "|---|---|---|---:|"]
         lines += [f"| `{r['path']}` | {r['true']} | {r['predicted']} | {_fmt(r['confidence'])} |" for r in err["rows"][:10]]
     perf = page.get("performance")

@@ -137,6 +137,8 @@ def confusion(cm: np.ndarray, classes: list[str], normalized: bool):
 def learning_curves(history: list[dict]):
     """Loss and accuracy per epoch, train vs val; the epoch with the lowest val loss marked."""
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     ep = [h.get("epoch") for h in history]
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
     for ax, what in zip(axes, ("loss", "accuracy")):
@@ -145,6 +147,7 @@ def learning_curves(history: list[dict]):
             if any(x is not None for x in v):
                 ax.plot(ep, [np.nan if x is None else x for x in v], marker="o", ms=3, color=SPLIT_COLORS[split], label=split, gid=f"{split}_{what}")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_title(what.capitalize(), loc="left")
         ax.grid(alpha=0.3)
     vl = [h.get("val_loss") for h in history]

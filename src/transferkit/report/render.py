@@ -81,7 +81,8 @@ COMPARE_TOC = [("leaderboard", "Leaderboard"), ("charts", "Charts"), ("inference
 def write_compare_report(compare_dir: str | os.PathLike, runs: str = "all") -> Path:
     """Render DIR/report.html for a comparison (DIR/leaderboard.json) and its run pages:
     runs="all" re-renders every run's page, "missing" only those without one, "none" none.
-    A run whose page fails is noted on the comparison page; the others still render."""
+    A run whose page fails is noted on the comparison page; the others still render.
+    What DIR must hold (leaderboard.json fields, run folders): report/compare_page.py's docstring."""
     from .compare_page import build_compare_page, load_runs
 
     t0 = time.perf_counter()

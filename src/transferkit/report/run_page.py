@@ -14,6 +14,7 @@ from .facts import SPLITS, RunFacts
 from .items import PCA_MAX, TSNE_MAX, DataView, run_features, samples_per_class, stratified_sample
 
 SAMPLES_PER_CLASS = 8
+SAMPLE_TEXTS_PER_CLASS = 3
 MISCLASSIFIED_MAX = 24
 CONFUSED_PAIRS = 10
 LIST_MAX = 50  # skipped files, leakage groups... listed on the page (all of them are in checks.json)
@@ -77,7 +78,21 @@ def _overview(facts: RunFacts) -> list[tuple[str, str]]:
         ("strategy", facts.strategy),
         ("backbone", f"{facts.backbone}" + (f", {size[-1]} px input" if size else "") + (f", weights: {ex.get('weights_source')}" if ex.get("weights_source") else "") + ("" if cfg.get("pretrained", True) else " (random init)")),
     ]
+    if (ex.get("data_config") or {}).get("kind") == "text" or ex.get("kind") == "text":
+        rows.append(("input", text_input_line(ex, d)))
     return rows
+
+
+def text_input_line(ex: dict, data: dict) -> str:
+    """How texts entered the model: tf-idf, or tokens kept and how many texts were truncated."""
+    dc = ex.get("data_config") or {}
+    t = data.get("truncation") or ex.get("truncation")
+    if not t:
+        return str(dc.get("features") or "texts")
+    by = t.get("by_split") or {}
+    split = f" (test: {fmt(by.get('test'))})" if by.get("test") is not None else ""
+    return (f"texts tokenized, the first {fmt(t.get('max_length'))} tokens kept: {fmt(t.get('truncated'))} of {fmt(t.get('of'))} texts were longer "
+            f"and got truncated{split}; median length {fmt(t.get('tokens_median'), 0)} tokens, 95th percentile {fmt(t.get('tokens_p95'), 0)}")
 
 
 def _cards(facts: RunFacts) -> list[tuple[str, str]]:
@@ -109,7 +124,8 @@ def _dataset(facts: RunFacts, view: DataView, figs: dict) -> dict:
     else:
         groups = samples_per_class(facts, view, SAMPLES_PER_CLASS)
         if view.is_text:
-            out["samples_text"] = [(name, [_snippet(view.preview(i)) for i in idx[:3]]) for name, idx in groups]
+            out["samples_text"] = [(name, [_snippet(view.preview(i)) for i in idx[:SAMPLE_TEXTS_PER_CLASS]]) for name, idx in groups]
+            out["samples_note"] = f"Up to {SAMPLE_TEXTS_PER_CLASS} training texts per class, spread over each class (the first 280 characters of each)."
         else:
             rows = [(name, [view.preview(i, 128) for i in idx]) for name, idx in groups]
             figs["samples"] = plots.image_grid(rows)
@@ -198,7 +214,10 @@ def _training(facts: RunFacts, figs: dict) -> dict:
         figs["learning_curves"] = plots.learning_curves(h)
         vl = [(r.get("val_loss"), r) for r in h if r.get("val_loss") is not None]
         best = min(vl, key=lambda t: t[0])[1] if vl else None
-        return {"kind": "curves", "epochs": len(h), "best": best, "head": mod.get("head")}
+        strategy = facts.config.get("strategy")
+        # what the curves are of: a head on cached features, or the head and encoder together
+        trained = "the encoder and its " + str(mod.get("head")) + " head" if strategy in ("partial", "finetune") and facts.config.get("extra", {}).get("kind") == "text" else None
+        return {"kind": "curves", "epochs": len(h), "best": best, "head": mod.get("head"), "trained": trained}
     scores = mod.get("val_log_loss_by_C")
     if isinstance(scores, dict) and len(scores) > 1:
         figs["c_selection"] = plots.c_selection({k: float(v) for k, v in scores.items()})
@@ -229,6 +248,10 @@ def _float(v):
         return None
 
 
+def _is_text(facts: RunFacts) -> bool:
+    return (facts.metrics.get("data") or {}).get("kind") == "text" or (facts.config.get("extra") or {}).get("kind") == "text"
+
+
 def _misclassified(facts: RunFacts, view: DataView, figs: dict) -> dict:
     if facts.predictions is None:
         return {"available": False, "reason": "this run has no predictions.csv"}
@@ -236,8 +259,12 @@ def _misclassified(facts: RunFacts, view: DataView, figs: dict) -> dict:
     out = {"available": True, "n_wrong": len(wrong), "n": len(facts.predictions), "rows": wrong[:MISCLASSIFIED_MAX], "texts": None, "note": ""}
     if not wrong:
         return out
+    if _is_text(facts) and view.ds is None and any(r.get("text") for r in facts.predictions):  # predictions.csv keeps a snippet of each text
+        by_path = {r.get("path"): r.get("text") or "" for r in facts.predictions}
+        out["texts"] = [{**r, "text": _snippet(by_path.get(r["path"], ""), 400)} for r in wrong[:MISCLASSIFIED_MAX]]
+        return out
     if view.ds is None:
-        out["note"] = f"Images are not shown: {view.error}."
+        out["note"] = f"{'Texts' if _is_text(facts) else 'Images'} are not shown: {view.error}."
         return out
     shown = [(r, view.find(r["path"])) for r in wrong[:MISCLASSIFIED_MAX]]
     missing = sum(i is None for _, i in shown)
@@ -293,27 +320,38 @@ def _project(X, y, facts: RunFacts, figs: dict, out: dict) -> dict:
 
 
 # ------------------------------------------------------------------------ performance
+def _mem_note(phase: str, start_mb) -> str:
+    """What a phase's peak memory covers."""
+    return phase + (f"; {_float(start_mb):,.0f} MB of it were already resident when the phase began" if _float(start_mb) is not None else "")
+
+
 def performance_rows(facts: RunFacts) -> list[dict]:
     """The model performance table: label, value, note, and the metrics.json key it shows."""
     m = facts.metrics
     t, mod, mem = m.get("timing", {}), m.get("model", {}), m.get("memory", {}) or {}
     rows = [
         {"label": "parameters (total)", "value": fmt(mod.get("params_total")), "key": "model.params_total"},
-        {"label": "parameters (trainable)", "value": fmt(mod.get("params_trainable")), "key": "model.params_trainable", "note": "the head only: the backbone is frozen" if facts.config.get("strategy") == "probe" else ""},
+        {"label": "parameters (trainable)", "value": fmt(mod.get("params_trainable")), "key": "model.params_trainable", "note": "the head only: the backbone is frozen" if facts.config.get("strategy") in ("probe", "head") and mod.get("params_trainable") != mod.get("params_total") else ""},
     ]
     train_mb, pred_mb = mem.get("train_peak_mb"), mem.get("predict_peak_mb")
     if train_mb is not None or pred_mb is not None:
-        rows.append({"label": "peak memory, training", "value": fmt(_float(train_mb), 0, " MB"), "key": "memory.train_peak_mb", "note": mem.get("note", "")})
-        rows.append({"label": "peak memory, prediction", "value": fmt(_float(pred_mb), 0, " MB"), "key": "memory.predict_peak_mb"})
+        how = {"VmHWM": "the kernel's peak-RSS counter, reset when each phase begins", "sampled": "RSS sampled every 5 ms"}.get(mem.get("method"), mem.get("method") or "")
+        rows.append({"label": "peak memory, training", "value": fmt(_float(train_mb), 0, " MB"), "key": "memory.train_peak_mb", "note": mem.get("note") or _mem_note("feature extraction + training", mem.get("train_start_mb"))})
+        rows.append({"label": "peak memory, prediction", "value": fmt(_float(pred_mb), 0, " MB"), "key": "memory.predict_peak_mb", "note": _mem_note("loading the saved model + predicting test items", mem.get("predict_start_mb"))})
     if mem.get("peak_rss_mb") is not None:
-        rows.append({"label": "peak memory, whole run (RSS)", "value": fmt(_float(mem["peak_rss_mb"]), 0, " MB"), "key": "memory.peak_rss_mb", "note": "" if train_mb is not None else "peak resident memory of the process; this run did not record training and prediction peaks separately"})
+        note = "peak resident memory of the process; this run did not record training and prediction peaks separately"
+        if train_mb is not None or pred_mb is not None:
+            note = "measured, not estimated: resident memory of the training process" + (f" ({how})" if how else "") + "; data-loading worker processes are not included"
+        rows.append({"label": "peak memory, whole run (RSS)", "value": fmt(_float(mem["peak_rss_mb"]), 0, " MB"), "key": "memory.peak_rss_mb", "note": note})
     if t.get("extract_s") is not None:
         rows.append({"label": "feature extraction", "value": fmt_seconds(t["extract_s"]), "key": "timing.extract_s", "note": f"{fmt(t.get('backbone_runs'))} items through the backbone, {fmt(t.get('cached_items'))} from the cache"})
     rows.append({"label": "training time", "value": fmt_seconds(t.get("train_s")), "key": "timing.train_s"})
     if t.get("total_s") is not None:
         rows.append({"label": "whole run", "value": fmt_seconds(t["total_s"]), "key": "timing.total_s", "note": "loading, checks, extraction, training, evaluation"})
     ps = t.get("predict_s_per_item")
-    rows.append({"label": "prediction time per item", "value": fmt(ps * 1000 if ps else None, 2, " ms"), "key": "timing.predict_s_per_item", "note": "decode + preprocess + model, batches of 32, CPU"})
+    kind = facts.config.get("extra", {}).get("kind", "image")
+    how = "decode + preprocess + model" if kind != "text" else ("tf-idf + linear model" if facts.config.get("strategy") == "tfidf" else "tokenize + encoder + head")
+    rows.append({"label": "prediction time per item", "value": fmt(ps * 1000 if ps else None, 2, " ms"), "key": "timing.predict_s_per_item", "note": f"{how}, batches of 32, CPU"})
     rows.append({"label": "prediction throughput", "value": fmt(t.get("predict_items_per_s"), 1, " items/s"), "key": "timing.predict_items_per_s"})
     for s in SPLITS:
         rows.append({"label": f"{s} accuracy", "value": fmt(facts.split(s).get("accuracy"), 4), "key": f"{s}.accuracy"})
