@@ -162,7 +162,7 @@ def partial(ctx: Context) -> Trained:
     body_groups, _ = _block_groups(body, top, cfg.lr * cfg.body_lr_mult, cfg.layer_decay, 0) if top else ([], set())
     groups = [Group("head", list(model.head.parameters()), cfg.lr), *body_groups]
     plan = Plan(model, groups, [cfg.epochs], ctx.data_config)
-    return _fit(ctx, plan, {"head": "dense", "unfrozen_blocks": [g[0] for g in top], "blocks_total": len(blocks)})
+    return _fit(ctx, plan, {"head": "dense", "unfrozen_blocks": len(top), "unfrozen_modules": [n for g in top for n in g], "blocks_total": len(blocks)})
 
 
 def finetune(ctx: Context) -> Trained:
