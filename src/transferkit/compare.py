@@ -140,6 +140,7 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
         log(f"warning: {w}")
 
     rows: list[dict] = []
+    board: list[dict] = []
     t0 = time.perf_counter()
     for i, item in enumerate(plan, 1):
         opts = {**options, **item["options"]}
@@ -156,7 +157,7 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
             row.update(error=f"{type(exc).__name__}: {msg}"[:500], run_dir=None)
             log(f"run {item['folder']} failed: {row['error']}")
         rows.append(row)
-        write_leaderboard(d, rows)
+        board = write_leaderboard(d, rows)
     try:
         page = write_compare_report(d, runs="all")
     except Exception as exc:  # noqa: BLE001 - the runs and leaderboard are safe on disk
@@ -166,7 +167,7 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
     for r in rows:
         acc = r.get("test_accuracy")
         log(f"  {r['run_dir'] or r['name']:36} " + (f"test accuracy {acc:.4f}" if acc is not None else f"FAILED {r['error']}"))
-    return rows
+    return board
 
 
 def leaderboard_row(m: dict, cfg: TrainConfig) -> dict:
@@ -190,7 +191,9 @@ def leaderboard_row(m: dict, cfg: TrainConfig) -> dict:
     }
 
 
-def write_leaderboard(d: Path, rows: list[dict]) -> None:
+def write_leaderboard(d: Path, rows: list[dict]) -> list[dict]:
+    """DIR/leaderboard.json and .csv; returns the rows with every field (None where unknown)."""
     full = [{k: r.get(k) for k in LEADERBOARD_FIELDS} for r in rows]
     tkio.write_json(d / "leaderboard.json", full)
     tkio.write_csv(d / "leaderboard.csv", LEADERBOARD_FIELDS, [["" if r[k] is None else (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in LEADERBOARD_FIELDS] for r in full])
+    return full
