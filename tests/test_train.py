@@ -178,3 +178,27 @@ def test_blocks_come_from_the_model_structure():
     assert blocks[0][0].startswith("conv_stem") and len(blocks) >= 3
     names = [n for g in blocks for n in g]
     assert len(names) == len(set(names))
+
+
+def test_text_strategies_run_the_same_loop(tmp_path, monkeypatch):
+    """Texts train through `transferkit.train.Loop` too (head on cached features, finetune)."""
+    from textdata import make_texts, make_tiny_bert, write_csv
+
+    from transferkit.train.loop import Loop
+
+    calls = []
+    original = Loop.fit
+
+    def counting_fit(self, *a, **k):
+        calls.append(type(self.model).__name__)
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(Loop, "fit", counting_fit)
+    data = write_csv(tmp_path / "texts.csv", make_texts(per_class=20))
+    bert = make_tiny_bert(tmp_path / "bert")
+    run = tk.train(str(data), strategy="finetune", backbone=str(bert), out=str(tmp_path / "ft"), epochs=2, batch_size=16, lr=3e-3)
+    assert calls == ["MLPHead", "TextTransferModel"]  # head warm-up on features, then the encoder
+    rows = _history(tmp_path / "ft")
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    # three topics with disjoint words, a random-weight 2-layer BERT, 15 test texts (chance: 1/3)
+    assert run.metrics["val"]["accuracy"] >= 0.8 and run.metrics["test"]["accuracy"] >= 0.6

@@ -46,7 +46,7 @@ def split_digest(ds, splits) -> str:
     for name in ("train", "val", "test"):
         h.update(name.encode())
         for i in getattr(splits, name):
-            h.update(ds.display_path(int(i)).encode())
+            h.update(ds.display_path(int(i)).encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
 

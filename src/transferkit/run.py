@@ -61,7 +61,8 @@ class Run:
             raise TransferkitError(f"{d / 'config.json'}: not a transferkit run config ({exc})") from None
         if not isinstance(cfg.backbone, str) or not isinstance(cfg.extra, dict):
             raise TransferkitError(f"{d / 'config.json'}: 'backbone' must be a name and 'extra' an object")
-        cfg.extra["data_config"] = _checked_data_config(cfg.extra.get("data_config"), d / "config.json")
+        if cfg.extra.get("kind", "image") == "image":  # text runs record their tokenizer settings instead
+            cfg.extra["data_config"] = _checked_data_config(cfg.extra.get("data_config"), d / "config.json")
         classes = _read_json(d / "labels.json", dict).get("classes")
         if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
             raise TransferkitError(f"{d / 'labels.json'}: 'classes' must be a non-empty list of names")

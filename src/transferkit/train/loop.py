@@ -38,6 +38,11 @@ def _to_input(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
 
 
+def _forward(model: nn.Module, x, channels_last: bool) -> torch.Tensor:
+    """Images: a tensor; texts: the tokenizer's dict (input_ids, attention_mask)."""
+    return model(**x) if isinstance(x, dict) else model(_to_input(x, channels_last))
+
+
 class Loop:
     """Train `model` with `optimizer` (AdamW groups) and `schedule` (per-step learning rates).
 
@@ -46,8 +51,9 @@ class Loop:
     holds one dict per epoch with HISTORY_COLUMNS.
     """
 
-    def __init__(self, model: nn.Module, optimizer, schedule, loss_fn: nn.Module, *, epochs: int, callbacks: Iterable = (), seed: int = 0, channels_last: bool = True):
+    def __init__(self, model: nn.Module, optimizer, schedule, loss_fn: nn.Module, *, epochs: int, callbacks: Iterable = (), seed: int = 0, channels_last: bool = True, clip_grad_norm: float | None = None):
         self.model, self.optimizer, self.schedule, self.loss_fn = model, optimizer, schedule, loss_fn
+        self.clip_grad_norm = clip_grad_norm  # max gradient norm (texts: 1.0); None: no clipping
         self.epochs, self.callbacks, self.seed, self.channels_last = epochs, list(callbacks), seed, channels_last
         self.epoch = 0  # last completed epoch
         self.step = 0  # optimizer steps taken
@@ -69,13 +75,15 @@ class Loop:
             tot, correct, n = 0.0, 0, 0
             for x, y in train_batches(epoch, gen):
                 self.schedule.step_to(self.step)
-                out = self.model(_to_input(x, self.channels_last))
+                out = _forward(self.model, x, self.channels_last)
                 loss = self.loss_fn(out, y)
                 if not torch.isfinite(loss):
                     lr = max(g["lr"] for g in self.optimizer.param_groups)
                     raise TransferkitError(f"training diverged: the loss became {float(loss)} at epoch {epoch}, step {self.step + 1}; try a lower --lr (peak now {lr:.2g}) or --class-weight none")
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if self.clip_grad_norm:
+                    torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None], self.clip_grad_norm)
                 self.optimizer.step()
                 self.step += 1
                 tot += float(loss.detach()) * len(y)
@@ -106,7 +114,7 @@ class Loop:
         self.model.eval()
         tot, correct, n = 0.0, 0, 0
         for x, y in batches:
-            out = self.model(_to_input(x, self.channels_last))
+            out = _forward(self.model, x, self.channels_last)
             tot += float(self.loss_fn(out, y)) * len(y)
             correct += int((out.argmax(1) == y).sum())
             n += len(y)
