@@ -4,12 +4,14 @@ The public API; every CLI command is a thin call of one of these.
 """
 from . import _compat  # noqa: F401  (must run before timm/torchvision are imported)
 from .backbones import Backbone, create_backbone, list_backbones
+from .compare import compare, list_presets, load_preset
 from .config import TrainConfig
 from .data import ImageDataset, Splits, check_dataset, list_datasets, load_dataset, make_splits
 from .errors import TransferkitError
 from .evaluate import evaluate
 from .exporter import export
 from .features import FeatureCache, extract_features
+from . import train as _train_package  # noqa: F401  (loaded first: `transferkit.train` below is the function)
 from .pipeline import train
 from .bulk_predict import predict_files
 from .predictor import Predictor, load_predictor
@@ -53,6 +55,7 @@ __all__ = [
     "TrainConfig",
     "TransferkitError",
     "check_dataset",
+    "compare",
     "create_app",
     "create_backbone",
     "evaluate",
@@ -60,8 +63,10 @@ __all__ = [
     "extract_features",
     "list_backbones",
     "list_datasets",
+    "list_presets",
     "load_dataset",
     "load_predictor",
+    "load_preset",
     "load_run",
     "make_splits",
     "predict",

@@ -9,6 +9,10 @@ from pathlib import Path
 EPILOG = """examples:
   transferkit train photos/                      # folder with one sub-folder per class
   transferkit train photos/ --head mlp --out runs/flowers
+  transferkit train photos/ --strategy finetune --out runs/flowers-ft
+  transferkit train photos/ --resume runs/flowers-ft   # continue an interrupted run
+  transferkit compare photos/ --strategies probe,head,finetune,scratch,mlp --out runs/study
+  transferkit compare photos/ --preset vgg-study --out runs/vgg-study
   transferkit predict runs/flowers new_photos/ --out predictions.csv
   transferkit report runs/flowers                # re-render report.html (a run or a comparison folder)
   transferkit export runs/flowers --format onnx  # runs/flowers/export/model.onnx + model-card.md
@@ -31,31 +35,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    t = sub.add_parser("train", help="train a classifier on labelled data and write a run folder", description="Train a classifier on DATA and write a run folder (config, split, model, metrics, predictions, report).")
-    t.add_argument("data", metavar="DATA", help="a folder with one sub-folder per class of images or .txt files (or train/ and test/ sub-folders), a CSV with path,label columns, a CSV/TSV/JSONL of texts with text,label columns, or a built-in dataset name")
-    t.add_argument("--strategy", default="probe", help="probe: backbone features cached once, a classifier trained on them (default); texts also: head (frozen encoder + dense/ReLU/dropout head), partial (top --unfreeze layers train), finetune (all), tfidf (TF-IDF n-grams + logistic regression)")
-    t.add_argument("--backbone", default=None, help="pretrained backbone; `transferkit backbones` lists them (default: efficientnet_lite0 for images, minilm-l6 for texts; both work offline); texts: any Hugging Face model name (online) or a local model folder")
-    t.add_argument("--weights", metavar="PATH", help="backbone weights from a local .safetensors or state-dict file")
-    t.add_argument("--no-pretrained", dest="pretrained", action="store_false", help="random backbone weights (for ablations)")
-    t.add_argument("--head", default="linear", choices=["linear", "mlp"], help="probe classifier: logistic regression, or a 1024-unit ReLU layer + softmax (default: linear)")
-    t.add_argument("--image-size", type=int, metavar="PX", help="backbone input side in pixels (default: the backbone's own, e.g. 224)")
-    t.add_argument("--val-size", type=float, default=0.15, help="fraction held out for validation (default: 0.15)")
-    t.add_argument("--test-size", type=float, default=0.15, help="fraction held out for the test (default: 0.15; ignored when the data comes split)")
-    t.add_argument("--seed", type=int, default=0, help="seed for the split and training (default: 0)")
-    t.add_argument("--batch-size", type=int, default=32, help="images or texts per batch (default: 32)")
-    t.add_argument("--text-column", metavar="NAME", help="texts: the column holding the text (default: found from the header: text, sentence, review, ...)")
-    t.add_argument("--label-column", metavar="NAME", help="texts: the column holding the label (default: found from the header: label, class, category, ...)")
-    t.add_argument("--max-length", type=int, metavar="TOKENS", help="texts: tokens kept per text, longer texts are truncated (default: the model's own, 256 for minilm-l6)")
-    t.add_argument("--epochs", type=int, help="training epochs (default: head 30 on cached features, partial/finetune 3)")
-    t.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the head (default: 1e-3)")
-    t.add_argument("--body-lr-mult", type=float, default=0.05, help="backbone learning rate as a multiple of --lr, for its top layer (default: 0.05)")
-    t.add_argument("--layer-decay", type=float, default=0.8, help="each backbone layer below the top learns at this times the rate above (default: 0.8)")
-    t.add_argument("--unfreeze", type=int, default=2, help="partial: how many top backbone layers train (default: 2)")
-    t.add_argument("--dropout", type=float, default=0.1, help="dropout in the head (default: 0.1)")
-    t.add_argument("--hidden", type=int, default=1024, help="units of the head's hidden layer (default: 1024)")
-    t.add_argument("--cache-dir", metavar="DIR", help="feature cache location (default: ~/.cache/transferkit)")
+    t = sub.add_parser("train", help="train a classifier on labelled data and write a run folder", description="Train a classifier on DATA and write a run folder (config, split, model, metrics, history, predictions, report).", argument_default=argparse.SUPPRESS)
+    t.add_argument("data", metavar="DATA", nargs="?", default=None, help="a folder with one sub-folder per class of images or .txt files (or train/ and test/ sub-folders), a CSV with path,label columns, a CSV/TSV/JSONL of texts with text,label columns, or a built-in dataset name")
+    t.add_argument("--strategy", help="probe (default): cached backbone features + a classifier; head: frozen backbone + dense head (images: on augmented images); partial: top --unfreeze blocks/layers train too; finetune: head warm-up, then everything; images also: scratch (a small CNN from random init), mlp (a dense network on raw pixels); texts also: tfidf (TF-IDF n-grams + logistic regression)")
+    t.add_argument("--backbone", help="pretrained backbone; `transferkit backbones` lists them (default: efficientnet_lite0 for images, minilm-l6 for texts; both work offline); texts: any Hugging Face model name (online) or a local model folder")
+    t.add_argument("--resume", metavar="RUN_DIR", default=None, help="images: continue an interrupted training run (its --out folder) from its last finished epoch")
+    _add_train_options(t)
     t.add_argument("--out", metavar="DIR", help="run folder to write (default: runs/<data>-<strategy>-<backbone>); only an earlier run folder is ever replaced")
-    t.add_argument("--data-root", metavar="DIR", help="for a CSV: the folder its paths are relative to and must stay inside (default: the CSV's folder)")
+
+    c = sub.add_parser("compare", help="run several strategies/backbones on one split and write a leaderboard", description="Run every strategy x backbone (or a preset's runs) on one shared split; write DIR/leaderboard.csv, DIR/leaderboard.json, one run folder per run and report.html. A failed run is recorded and the others go on.", argument_default=argparse.SUPPRESS)
+    c.add_argument("data", metavar="DATA", help="as for `train`")
+    c.add_argument("--strategies", default="probe,head,finetune,scratch,mlp", help="comma-separated (default: probe,head,finetune,scratch,mlp)")
+    c.add_argument("--backbones", default="efficientnet_lite0", help="comma-separated backbones for the transfer strategies (default: efficientnet_lite0)")
+    c.add_argument("--preset", default=None, help="a study instead of --strategies: a shipped preset (vgg-study: the VGG16/CINIC-10 study's four models) or a YAML file of runs")
+    _add_train_options(c)
+    c.add_argument("--out", metavar="DIR", default=None, help="comparison folder (default: runs/<data>-compare)")
 
     pr = sub.add_parser("predict", help="label images or texts with a run folder or an exported model", description="Label images (or texts, with a text run) using a run folder or an exported .onnx / TorchScript file: streamed, batched, one output row per input (errors included). An interrupted run with --out resumes when started again.")
     pr.add_argument("run", metavar="RUN_DIR|MODEL", help="a run folder written by `transferkit train`, or a file written by `transferkit export`")
@@ -94,12 +88,58 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by `train` and `compare`; only those given are passed on, so the
+    defaults live in one place (TrainConfig)."""
+    g = p.add_argument_group("data and backbone")
+    g.add_argument("--weights", metavar="PATH", help="backbone weights from a local .safetensors or state-dict file")
+    g.add_argument("--no-pretrained", dest="pretrained", action="store_false", help="random backbone weights (for ablations)")
+    g.add_argument("--image-size", type=int, metavar="PX", help="input side in pixels (default: the backbone's own for probe; for trained strategies the data's native size when smaller, at least 128)")
+    g.add_argument("--val-size", type=float, help="fraction held out for validation (default: 0.15)")
+    g.add_argument("--test-size", type=float, help="fraction held out for the test (default: 0.15; ignored when the data comes split)")
+    g.add_argument("--seed", type=int, help="seed for the split and training (default: 0)")
+    g.add_argument("--batch-size", type=int, help="images or texts per batch (default: 32)")
+    g.add_argument("--data-root", metavar="DIR", help="for a CSV: the folder its paths are relative to and must stay inside (default: the CSV's folder)")
+    g.add_argument("--text-column", metavar="NAME", help="texts: the column holding the text (default: found from the header: text, sentence, review, ...)")
+    g.add_argument("--label-column", metavar="NAME", help="texts: the column holding the label (default: found from the header: label, class, category, ...)")
+    g.add_argument("--max-length", type=int, metavar="TOKENS", help="texts: tokens kept per text, longer texts are truncated (default: the model's own, 256 for minilm-l6)")
+    g.add_argument("--cache-dir", metavar="DIR", help="feature cache location (default: ~/.cache/transferkit)")
+    g.add_argument("--workers", type=int, help="data-loading processes (default: half the CPUs, at most 4)")
+    h = p.add_argument_group("heads")
+    h.add_argument("--head", choices=["linear", "mlp"], help="probe classifier: logistic regression, or a ReLU layer + softmax (default: linear)")
+    h.add_argument("--hidden", "--head-hidden", dest="hidden", type=int, metavar="N", help="units of the head's hidden layer (default: 1024)")
+    h.add_argument("--dropout", type=float, help="dropout before the head's output layer (default: 0.1)")
+    h.add_argument("--batch-norm", action="store_true", help="batch-norm after the head's hidden layer")
+    o = p.add_argument_group("training (head, partial, finetune, scratch, mlp)")
+    o.add_argument("--epochs", type=int, help="epochs in all (images: 10 for pretrained bodies, 30 for scratch/mlp, early stopping may end sooner; texts: head 30 on cached features, partial/finetune 3)")
+    o.add_argument("--lr", type=float, help="peak AdamW learning rate of the head; scratch/mlp: of the whole network (default: 1e-3)")
+    o.add_argument("--weight-decay", type=float, help="AdamW weight decay (default: 0.01)")
+    o.add_argument("--warmup-epochs", type=float, help="linear learning-rate warm-up before the cosine decay (default: 1)")
+    o.add_argument("--label-smoothing", type=float, help="cross-entropy label smoothing (default: 0.1)")
+    o.add_argument("--class-weight", choices=["none", "balanced"], help="balanced: weight the loss by inverse class frequency of the training split (default: none)")
+    o.add_argument("--patience", type=int, help="stop after this many epochs without a lower validation loss; 0: never (default: 3)")
+    o.add_argument("--augment", choices=["none", "light", "strong"], help="training augmentation from the backbone's data config (default: light; mlp: none)")
+    o.add_argument("--unfreeze", type=int, metavar="N", help="partial: backbone blocks (images) or encoder layers (texts) trained, counted from the top (default: 2)")
+    o.add_argument("--body-lr-mult", type=float, help="partial/finetune: backbone learning rate as a multiple of --lr, for its top block/layer (default: 0.05)")
+    o.add_argument("--layer-decay", type=float, help="each backbone block/layer below the top learns at this times the rate above (default: 0.8)")
+    o.add_argument("--head-epochs", type=int, help="finetune: epochs training only the head before unfreezing everything (default: 2)")
+    o.add_argument("--train-bn", action="store_true", help="update the batch-norm statistics of trainable pretrained layers (default: keep ImageNet's)")
+
+
+def _options(a, *skip) -> dict:
+    return {k: v for k, v in vars(a).items() if k not in ("command", "debug", "data", *skip)}
+
+
 def _cmd_train(a) -> None:
     import transferkit as tk
 
-    opts = {k: getattr(a, k) for k in ("strategy", "backbone", "weights", "pretrained", "head", "image_size", "val_size", "test_size", "seed", "batch_size", "cache_dir", "out", "data_root",
-                                       "text_column", "label_column", "max_length", "epochs", "lr", "body_lr_mult", "layer_decay", "unfreeze", "dropout", "hidden")}
-    tk.train(a.data, **opts)
+    tk.train(a.data, resume=a.resume, **_options(a, "resume"))
+
+
+def _cmd_compare(a) -> None:
+    import transferkit as tk
+
+    tk.compare(a.data, strategies=a.strategies, backbones=a.backbones, out=a.out, preset=a.preset, **_options(a, "strategies", "backbones", "out", "preset"))
 
 
 def _predict_texts(a, run) -> None:
@@ -188,7 +228,8 @@ def _cmd_datasets(a) -> None:
 
 
 RESUME_HINT = {
-    "train": "features computed so far are cached and no run folder was half-written; run the same command again to resume",
+    "train": "features computed so far are cached, image training state is saved after every epoch, and no run folder was half-written; run the same command again (image training: with --resume RUN_DIR) to go on",
+    "compare": "finished runs are in the comparison folder and its leaderboard; features computed so far are cached",
     "predict": "nothing was written; run the same command again",
 }
 
@@ -218,7 +259,7 @@ def _run(a) -> int:
     from transferkit.errors import TransferkitError
 
     try:
-        {"train": _cmd_train, "predict": _cmd_predict, "report": _cmd_report, "export": _cmd_export, "serve": _cmd_serve, "backbones": _cmd_backbones, "datasets": _cmd_datasets}[a.command](a)
+        {"train": _cmd_train, "compare": _cmd_compare, "predict": _cmd_predict, "report": _cmd_report, "export": _cmd_export, "serve": _cmd_serve, "backbones": _cmd_backbones, "datasets": _cmd_datasets}[a.command](a)
     except TransferkitError as exc:
         if a.debug:
             raise

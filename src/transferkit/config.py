@@ -6,22 +6,38 @@ from dataclasses import dataclass, field
 
 from .errors import TransferkitError
 
-STRATEGIES = ("probe", "head", "partial", "finetune", "tfidf")
-TEXT_ONLY = ("tfidf",)  # baselines for texts (images get scratch / mlp)
+STRATEGIES = ("probe", "head", "partial", "finetune", "scratch", "mlp", "tfidf")
+TEXT_ONLY = ("tfidf",)  # baselines for texts
+IMAGE_ONLY = ("scratch", "mlp")  # baselines for images (trained from random init)
+TRAINED = ("head", "partial", "finetune", "scratch", "mlp")  # image strategies that run the training loop (train/)
+NO_BACKBONE = ("scratch", "mlp", "tfidf")  # baselines without a pretrained backbone
 HEADS = ("linear", "mlp")
+AUGMENTS = ("none", "light", "strong")
+CLASS_WEIGHTS = ("none", "balanced")
+
+# What `epochs` / `augment` = None resolve to for IMAGE data, per strategy (texts: see
+# text_strategies.py): chosen for photos in general (small data, a laptop CPU): few epochs with
+# early stopping for pretrained bodies, more for networks from random init.
+STRATEGY_DEFAULTS = {
+    "head": dict(epochs=10, augment="light"),
+    "partial": dict(epochs=10, augment="light"),
+    "finetune": dict(epochs=10, augment="light"),
+    "scratch": dict(epochs=30, augment="light"),
+    "mlp": dict(epochs=30, augment="none"),
+}
 
 
 @dataclass
 class TrainConfig:
     data: str  # folder, CSV or built-in dataset name
     data_root: str | None = None  # folder that CSV paths are relative to and must stay inside; None: the CSV's folder
-    strategy: str = "probe"  # probe | head | partial | finetune; tfidf (texts): TF-IDF n-grams + logistic regression
-    backbone: str | None = None  # `transferkit backbones` lists them; None: efficientnet_lite0 for images, minilm-l6 for texts
+    strategy: str = "probe"  # probe | head | partial | finetune; images: scratch | mlp baselines; texts: tfidf baseline
+    backbone: str | None = None  # `transferkit backbones` lists them; None: efficientnet_lite0 for images, minilm-l6 for texts; "none" for baselines
     weights: str | None = None  # local .safetensors / state-dict file for the backbone
     pretrained: bool = True  # False: random backbone weights (tests, ablations)
     head: str = "linear"  # probe classifier: linear (logistic regression) or mlp (1024 ReLU units)
-    hidden: int = 1024  # units of the mlp head's hidden layer
-    image_size: int | None = None  # backbone input side in pixels; None: the backbone's own
+    hidden: int = 1024  # units of the dense head's hidden layer (probe mlp head, head/partial/finetune)
+    image_size: int | None = None  # input side in pixels; None: the backbone's own (probe), or chosen from the data's native size (trained strategies)
     val_size: float = 0.15  # fraction of items for validation (model selection)
     test_size: float = 0.15  # fraction for the held-out test set (ignored when the data comes split)
     seed: int = 0  # drives the split and every random choice in training
@@ -29,14 +45,25 @@ class TrainConfig:
     text_column: str | None = None  # texts: the CSV/TSV/JSONL column with the text; None: found from the header
     label_column: str | None = None  # texts: the column with the label; None: found from the header
     max_length: int | None = None  # texts: tokens kept per text (longer ones truncated); None: the model's own
-    epochs: int | None = None  # training epochs; None: the strategy's default (head 30 on cached features, partial/finetune 3)
-    lr: float = 1e-3  # peak learning rate of the new head (AdamW, warm-up then cosine)
-    body_lr_mult: float = 0.05  # backbone learning rate = lr × this (the top layer; lower layers decay further)
-    layer_decay: float = 0.8  # each encoder layer below the top learns at this times the rate of the one above
-    unfreeze: int = 2  # partial: how many top encoder layers train
-    dropout: float = 0.1  # dropout before the head's output layer (head / partial / finetune)
     cache_dir: str | None = None  # feature cache root; None: $TRANSFERKIT_CACHE or ~/.cache/transferkit
     out: str | None = None  # run folder; None: runs/<data>-<strategy>-<backbone>
+    # --- training (head, partial, finetune; images also scratch, mlp) ---
+    epochs: int | None = None  # epochs in all (image finetune: head_epochs of them with the body frozen); None: the strategy's default
+    lr: float = 1e-3  # peak learning rate of the new head (AdamW, warm-up then cosine); scratch/mlp: of the whole network
+    body_lr_mult: float = 0.05  # backbone learning rate = lr × this (the top layer/block; lower ones decay further)
+    layer_decay: float = 0.8  # each backbone layer/block below the top learns at this times the rate of the one above
+    unfreeze: int = 2  # partial: how many top encoder layers (texts) or backbone blocks (images, timm's group_matcher) train
+    dropout: float = 0.1  # dropout before the head's output layer (head / partial / finetune)
+    weight_decay: float = 0.01  # images: AdamW decoupled weight decay (not applied to biases and norm layers)
+    warmup_epochs: float = 1.0  # images: linear learning-rate warm-up (per stage), then cosine decay to ~0
+    label_smoothing: float = 0.1  # images: cross-entropy label smoothing, 0 to disable
+    class_weight: str = "none"  # images: none | balanced: loss weights n_train / (classes * n_class) from the training split
+    patience: int = 3  # images: early stopping: epochs without a lower val loss before stopping; 0 disables
+    augment: str | None = None  # images: none | light | strong training augmentation; None: STRATEGY_DEFAULTS
+    batch_norm: bool = False  # images: batch-norm after the head's hidden ReLU
+    head_epochs: int = 2  # image finetune: stage-1 epochs training only the head, body frozen
+    train_bn: bool = False  # update batch-norm statistics of trainable pretrained layers (False keeps ImageNet's)
+    workers: int | None = None  # DataLoader processes for decoding/augmenting; None: half the CPUs, at most 4
     extra: dict = field(default_factory=dict)  # resolved facts recorded by the run (engine, sizes)
 
     def validate(self) -> "TrainConfig":
@@ -62,7 +89,32 @@ class TrainConfig:
         if not (self.lr > 0 and self.body_lr_mult > 0 and 0 < self.layer_decay <= 1 and 0 <= self.dropout < 1 and self.unfreeze >= 0):
             raise TransferkitError("--lr and --body-lr-mult must be positive, --layer-decay in (0, 1], --dropout in [0, 1), --unfreeze ≥ 0")
         if self.batch_size < 1 or self.hidden < 1:
-            raise TransferkitError("--batch-size and --hidden must be positive")
+            raise TransferkitError("--batch-size and --head-hidden must be positive")
+        checks = [
+            ("weight-decay", self.weight_decay, 0 <= self.weight_decay < 1, "between 0 and 1 (e.g. 0.01)"),
+            ("warmup-epochs", self.warmup_epochs, self.warmup_epochs >= 0, "0 or more"),
+            ("label-smoothing", self.label_smoothing, 0 <= self.label_smoothing < 1, "between 0 and 1 (e.g. 0.1)"),
+            ("patience", self.patience, self.patience >= 0, "0 (no early stopping) or more"),
+            ("head-epochs", self.head_epochs, self.head_epochs >= 0, "0 or more"),
+            ("workers", self.workers, self.workers is None or self.workers >= 0, "0 (load in the main process) or more"),
+        ]
+        for flag, v, ok, want in checks:
+            if not ok:
+                raise TransferkitError(f"--{flag} {v}: must be {want}")
+        for flag, v, choices in (("augment", self.augment, AUGMENTS), ("class-weight", self.class_weight, CLASS_WEIGHTS)):
+            if v is not None and v not in choices:
+                raise TransferkitError(f"--{flag} {v}: choose one of {', '.join(choices)}")
+        return self
+
+    def resolve(self) -> "TrainConfig":
+        """Image runs: fill the per-strategy defaults (epochs, augment) so config.json says what ran."""
+        for k, v in STRATEGY_DEFAULTS.get(self.strategy, {}).items():
+            if getattr(self, k) is None:
+                setattr(self, k, v)
+        if self.strategy == "finetune" and self.head_epochs >= self.epochs:
+            self.head_epochs = self.epochs - 1  # keep at least one epoch for the whole network
+        if self.strategy in NO_BACKBONE:
+            self.backbone, self.pretrained, self.weights = "none", False, None
         return self
 
     def to_dict(self) -> dict:

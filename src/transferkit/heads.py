@@ -147,10 +147,26 @@ def fit_mlp_head(Xtr, ytr, Xva, yva, n_classes: int, seed: int = 0, hidden: int 
     return head.eval(), {"head": "mlp", "hidden": hidden, "epochs_run": len(history), "best_val_loss": best, "history": history}
 
 
-def build_head(kind: str, dim: int, n_classes: int, hidden: int = 1024) -> nn.Module:
+class DenseHead(nn.Sequential):
+    """dense(hidden) -> ReLU -> [batch-norm] -> [dropout] -> dense(classes): the head that the
+    `head`, `partial` and `finetune` strategies train on backbone features."""
+
+    def __init__(self, dim: int, n_classes: int, hidden: int = 1024, batch_norm: bool = False, dropout: float = 0.2):
+        layers = [nn.Linear(dim, hidden), nn.ReLU()]
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(hidden))
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        layers.append(nn.Linear(hidden, n_classes))
+        super().__init__(*layers)
+
+
+def build_head(kind: str, dim: int, n_classes: int, hidden: int = 1024, **options) -> nn.Module:
     """An empty head of the given kind, to load saved weights into."""
     if kind == "linear":
         return nn.Linear(dim, n_classes)
     if kind == "mlp":
         return MLPHead(dim, n_classes, hidden)
+    if kind == "dense":
+        return DenseHead(dim, n_classes, hidden, **options)
     raise ValueError(f"unknown head kind {kind!r}")

@@ -13,17 +13,24 @@ from . import io as tkio
 from .config import TrainConfig
 from .data.images import IMAGE_EXTENSIONS, ImageDecodeError, open_rgb
 from .errors import TransferkitError
-from .heads import build_head
-from .model import TransferModel
 from .text_run import ENCODER_DIR, save_text_encoder, snippet  # noqa: F401  (re-exported for the pipeline)
 
 MODEL_FILE = "model.safetensors"
 
 
-def save_model(path: Path, model: TransferModel, head_info: dict) -> None:
+SPEC_KEY = "transferkit_model"  # safetensors metadata: JSON spec of the architecture (model.build_model)
+
+
+def save_model(path: Path, model: torch.nn.Module, head_info: dict) -> None:
+    """Weights as safetensors; the metadata holds the model's spec so any kind reloads."""
+    import json
+
     from safetensors.torch import save_file
 
     meta = {k: str(v) for k, v in head_info.items() if k in ("head", "hidden", "dim", "n_classes")}
+    spec = getattr(model, "spec", None)
+    if spec:
+        meta[SPEC_KEY] = json.dumps(spec)
     with tkio.atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=meta)
 
@@ -36,7 +43,7 @@ class Run:
     config: TrainConfig
     classes: list[str]
     metrics: dict
-    _model: TransferModel | None = None
+    _model: torch.nn.Module | None = None
     _data_config: dict | None = None
 
     @classmethod
@@ -77,7 +84,8 @@ class Run:
         return self.config.extra.get("kind", "image")
 
     @property
-    def model(self) -> TransferModel:
+    def model(self) -> torch.nn.Module:
+        """The trained network (logits out), whatever strategy trained it."""
         if self._model is None:
             if self.kind == "text":
                 from .text_run import load_text_model
@@ -192,14 +200,18 @@ def _checked_text_config(dc, where: Path) -> dict:
     return dict(dc)
 
 
-def _load_model(path: Path, cfg: TrainConfig, n_classes: int) -> TransferModel:
+def _load_model(path: Path, cfg: TrainConfig, n_classes: int) -> torch.nn.Module:
     """Build the run's model and load its safetensors weights, checked against the file's own
     header first: shapes come from the file, so a hostile config cannot make us allocate more
-    than the file holds."""
+    than the file holds. The architecture comes from the spec in the file's metadata (any
+    strategy's model), its backbone from the run's config; older runs (no spec) are probes."""
+    import json
+
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from .backbones.registry import _resolve_arch, _timm
+    from .backbones.registry import _resolve_arch
+    from .model import build_model
 
     try:
         with safe_open(str(path), framework="pt") as fh:
@@ -207,24 +219,38 @@ def _load_model(path: Path, cfg: TrainConfig, n_classes: int) -> TransferModel:
             shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
     except Exception as exc:  # noqa: BLE001 - any parse failure means a bad file
         raise TransferkitError(f"{path}: not a valid safetensors file ({type(exc).__name__}: {str(exc)[:160]}); train again to rebuild it") from None
-    arch = _resolve_arch(cfg.backbone)
-    kind = meta.get("head", "linear")
-    head_shapes = {k[len("head.") :]: v for k, v in shapes.items() if k.startswith("head.")}
-    if kind == "mlp" and len(head_shapes.get("0.weight", ())) == 2:
-        hidden = head_shapes["0.weight"][0]
-    elif kind == "linear":
-        hidden = 0
-    else:
-        raise TransferkitError(f"{path}: unknown or malformed head ({kind!r}); train again to rebuild the run folder")
-    with torch.device("meta"):  # shapes only: nothing allocated until the file is known to fit
-        body = _timm().create_model(arch, pretrained=False)
-        dim = int(body.num_features)
-        expected = {k: tuple(v.shape) for k, v in TransferModel(body, build_head(kind, dim, n_classes, max(hidden, 1))).state_dict().items()}
+    bad = f"{path}: the model description in its metadata is not one this transferkit version builds"
+    if SPEC_KEY in meta:
+        try:
+            spec = json.loads(meta[SPEC_KEY])
+        except ValueError:
+            raise TransferkitError(f"{bad} (not JSON); train again to rebuild the run folder") from None
+    else:  # run folders written before specs: a timm backbone (classifier kept) + a probe head
+        kind = meta.get("head", "linear")
+        head_shapes = {k[len("head.") :]: v for k, v in shapes.items() if k.startswith("head.")}
+        if kind == "mlp" and len(head_shapes.get("0.weight", ())) == 2:
+            hidden = head_shapes["0.weight"][0]
+        elif kind == "linear":
+            hidden = 1
+        else:
+            raise TransferkitError(f"{path}: unknown or malformed head ({kind!r}); train again to rebuild the run folder")
+        spec = {"kind": "transfer", "classifier_reset": False, "head": {"kind": kind, "hidden": hidden}}
+    try:
+        if not isinstance(spec, dict) or (spec.get("kind") == "transfer" and not isinstance(spec.get("head"), dict)):
+            raise TypeError("not a mapping")
+        if spec.get("kind") == "transfer":  # the backbone is the run's; n_classes its labels'
+            spec = {**spec, "backbone": cfg.backbone, "arch": _resolve_arch(cfg.backbone)}
+            spec["head"] = {**spec["head"], "dim": None, "n_classes": n_classes}
+        elif "n_classes" in spec and spec["n_classes"] != n_classes:
+            raise ValueError(f"{spec['n_classes']} outputs for {n_classes} labels")
+        with torch.device("meta"):  # shapes only: nothing allocated until the file is known to fit
+            expected = {k: tuple(v.shape) for k, v in build_model(spec).state_dict().items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise TransferkitError(f"{bad} ({type(exc).__name__}: {str(exc)[:160]}); train again to rebuild the run folder") from None
     if expected != shapes:
         diff = sorted(set(expected.items()) ^ set(shapes.items()))[:2]
         raise TransferkitError(f"{path}: weights do not fit a {cfg.backbone} with {n_classes} classes (first differences: {diff}); the run folder is damaged or mixed")
-    backbone = _timm().create_model(arch, pretrained=False)
-    model = TransferModel(backbone, build_head(kind, dim, n_classes, max(hidden, 1)))
+    model = build_model(spec)
     try:
         model.load_state_dict(load_file(str(path)), strict=True)
     except Exception as exc:  # noqa: BLE001

@@ -1,0 +1,199 @@
+"""`compare()`: many runs on one shared split, side by side.
+
+Writes, in the comparison folder DIR:
+- one run folder per run (the same contents `train` writes): DIR/<strategy>-<backbone>/ for
+  transfer strategies, DIR/<strategy>/ for the from-scratch baselines (scratch, mlp), and
+  DIR/<name>-<backbone>/ for a preset's named runs;
+- DIR/leaderboard.json: a JSON **list** of row dicts, one per run, in run order, with the keys
+  of LEADERBOARD_FIELDS (`run_dir` relative to DIR; `error` "" for runs that finished, the
+  error message for runs that failed, whose metric fields are then null);
+- DIR/leaderboard.csv: the same rows as CSV.
+Both are rewritten after every run, so an interrupted comparison keeps what it finished;
+- DIR/report.html: the comparison page (`report.write_compare_report`), with a back-linked
+  report.html in every run folder.
+
+Every run uses the split made once here; runs on one backbone share its feature cache.
+A run that fails (a bad option, out of memory, a diverging loss) is recorded and the others go on.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from . import io as tkio
+from .config import IMAGE_ONLY, NO_BACKBONE, STRATEGIES, TEXT_ONLY, TrainConfig
+from .data import check_dataset, load_dataset, make_splits
+from .errors import TransferkitError
+
+LEADERBOARD_FIELDS = [
+    "name", "strategy", "backbone", "test_accuracy", "macro_f1", "weighted_f1", "val_accuracy", "train_accuracy",
+    "params_total", "params_trainable", "train_s", "predict_ms", "peak_mem_mb", "train_peak_mb", "predict_peak_mb",
+    "image_size", "epochs_run", "run_dir", "error",
+]  # fmt: skip
+DEFAULT_STRATEGIES = ("probe", "head", "finetune", "scratch", "mlp")
+DEFAULT_TEXT_STRATEGIES = ("probe", "head", "finetune", "tfidf")
+
+
+def log(msg: str) -> None:
+    print(f"[transferkit] {msg}", file=sys.stderr, flush=True)
+
+
+def list_presets() -> list[str]:
+    from importlib.resources import files
+
+    return sorted(p.name[: -len(".yaml")] for p in files("transferkit").joinpath("presets").iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name_or_path: str) -> dict:
+    """A preset: {'description': str, 'runs': [{'name': ..., <TrainConfig fields>}, ...]},
+    from a YAML file path or the name of one shipped in transferkit/presets/."""
+    import dataclasses
+    from importlib.resources import files
+
+    import yaml
+
+    p = Path(name_or_path).expanduser()
+    if p.is_file():
+        text, where = p.read_text(encoding="utf-8"), str(p)
+    else:
+        res = files("transferkit").joinpath("presets", f"{name_or_path}.yaml")
+        if not res.is_file():
+            raise TransferkitError(f"--preset {name_or_path}: no such file and not a preset shipped with transferkit ({', '.join(list_presets())})")
+        text, where = res.read_text(encoding="utf-8"), f"preset {name_or_path}"
+    try:
+        preset = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise TransferkitError(f"{where}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(preset, dict) or not isinstance(preset.get("runs"), list) or not preset["runs"]:
+        raise TransferkitError(f"{where}: expected a mapping with a non-empty `runs:` list (see transferkit/presets/vgg-study.yaml)")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"data", "out", "extra"}
+    for i, run in enumerate(preset["runs"], 1):
+        if not isinstance(run, dict) or "strategy" not in run:
+            raise TransferkitError(f"{where}: run {i} needs at least `strategy:` (one of {', '.join(STRATEGIES)})")
+        unknown = sorted(set(run) - fields - {"name"})
+        if unknown:
+            raise TransferkitError(f"{where}: run {i} has unknown settings {unknown}; use TrainConfig fields ({', '.join(sorted(fields))})")
+        run.setdefault("name", run["strategy"])
+    return preset
+
+
+def _plan(strategies, backbones, preset) -> list[dict]:
+    """The runs to do: [{'name', 'folder', 'options'}] (options: TrainConfig fields)."""
+    runs = preset["runs"] if preset else [{"name": s, "strategy": s} for s in strategies]
+    plan, seen = [], set()
+    for r in runs:
+        opts = {k: v for k, v in r.items() if k != "name"}
+        for b in ["none"] if opts["strategy"] in NO_BACKBONE else backbones:
+            folder = r["name"] if b == "none" else f"{r['name']}-{b}"
+            if folder in seen:
+                continue
+            seen.add(folder)
+            plan.append({"name": r["name"], "folder": folder, "options": {**opts, **({} if b == "none" else {"backbone": b})}})
+    return plan
+
+
+def compare(data: str, strategies=None, backbones=None, out: str | None = None, preset: str | None = None, **options) -> list[dict]:
+    """Run every strategy x backbone (or a preset's runs) on one split; returns the leaderboard
+    rows and writes DIR/leaderboard.{json,csv} and one run folder per row.
+
+    `options` are TrainConfig fields shared by every run (seed, val_size, epochs, cache_dir, ...).
+    strategies None: probe, head, finetune, scratch, mlp for images (tfidf instead of scratch
+    and mlp for texts); backbones None: each kind's default backbone.
+    """
+    from .pipeline import run_prepared
+    from .report import write_compare_report
+
+    ds = load_dataset(data, data_root=options.get("data_root"), text_column=options.get("text_column"), label_column=options.get("label_column"))
+    if strategies is None:
+        strategies = DEFAULT_TEXT_STRATEGIES if ds.kind == "text" else DEFAULT_STRATEGIES
+    if backbones is None:
+        from .backbones import DEFAULT_BACKBONE
+        from .backbones.text import DEFAULT_TEXT_BACKBONE
+
+        backbones = (DEFAULT_TEXT_BACKBONE if ds.kind == "text" else DEFAULT_BACKBONE,)
+    if isinstance(strategies, str):
+        strategies = [s.strip() for s in strategies.split(",") if s.strip()]
+    if isinstance(backbones, str):
+        backbones = [b.strip() for b in backbones.split(",") if b.strip()]
+    if not strategies and not preset:
+        raise TransferkitError("--strategies is empty; give e.g. probe,head,finetune,scratch,mlp")
+    if not backbones:
+        raise TransferkitError("--backbones is empty; give e.g. efficientnet_lite0")
+    for bad in ("data", "out", "strategy", "backbone"):
+        if bad in options:
+            raise TransferkitError(f"compare: pass {bad} through compare's own arguments, not as a shared option")
+    TrainConfig(data=str(data), **options).validate()  # shared options are checked before anything runs
+    usable = [s for s in STRATEGIES if s not in (IMAGE_ONLY if ds.kind == "text" else TEXT_ONLY)]
+    unknown = [s for s in strategies if s not in usable] if not preset else []
+    if unknown:
+        raise TransferkitError(f"--strategies: {', '.join(unknown)} not available for {ds.kind} data (choices: {', '.join(usable)})")
+    preset_d = load_preset(preset) if preset else None
+    plan = _plan(strategies, backbones, preset_d)
+
+    d = Path(out or Path("runs") / f"{Path(str(data)).name or data}-compare").expanduser().resolve()
+    d.mkdir(parents=True, exist_ok=True)
+    splits = make_splits(ds, options.get("val_size", 0.15), options.get("test_size", 0.15), options.get("seed", 0))
+    checks = check_dataset(ds, splits)
+    log(f"{ds.name}: {len(ds)} items, {len(ds.classes)} classes; one split for all {len(plan)} runs: train {len(splits.train)} / val {len(splits.val)} / test {len(splits.test)}")
+    for w in checks.warnings:
+        log(f"warning: {w}")
+
+    rows: list[dict] = []
+    board: list[dict] = []
+    t0 = time.perf_counter()
+    for i, item in enumerate(plan, 1):
+        opts = {**options, **item["options"]}
+        log(f"run {i}/{len(plan)}: {item['folder']}")
+        row = {"name": item["name"], "strategy": opts["strategy"], "backbone": opts.get("backbone", "none"), "run_dir": item["folder"], "error": ""}
+        try:
+            cfg = TrainConfig(data=str(data), out=str(d / item["folder"]), **opts).validate()
+            run = run_prepared(cfg, ds, splits, checks, reports=False)
+            row.update(leaderboard_row(run.metrics, run.config))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - one failed run must not stop the comparison
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            row.update(error=f"{type(exc).__name__}: {msg}"[:500], run_dir=None)
+            log(f"run {item['folder']} failed: {row['error']}")
+        rows.append(row)
+        board = write_leaderboard(d, rows)
+    try:
+        page = write_compare_report(d, runs="all")
+    except Exception as exc:  # noqa: BLE001 - the runs and leaderboard are safe on disk
+        page = None
+        log(f"warning: report.html failed ({type(exc).__name__}: {exc}); try `transferkit report {d}`")
+    log(f"compared {len(rows)} runs in {time.perf_counter() - t0:.0f} s; leaderboard: {d / 'leaderboard.csv'}" + (f"; report: {page}" if page else ""))
+    for r in rows:
+        acc = r.get("test_accuracy")
+        log(f"  {r['run_dir'] or r['name']:36} " + (f"test accuracy {acc:.4f}" if acc is not None else f"FAILED {r['error']}"))
+    return board
+
+
+def leaderboard_row(m: dict, cfg: TrainConfig) -> dict:
+    t, mem, mod = m.get("timing", {}), m.get("memory", {}), m.get("model", {})
+    peaks = [v for v in (mem.get("train_peak_mb"), mem.get("predict_peak_mb")) if v is not None]
+    return {
+        "test_accuracy": m["test"].get("accuracy"),
+        "macro_f1": m["test"].get("macro_f1"),
+        "weighted_f1": m["test"].get("weighted_f1"),
+        "val_accuracy": m["val"].get("accuracy"),
+        "train_accuracy": m["train"].get("accuracy"),
+        "params_total": mod.get("params_total"),
+        "params_trainable": mod.get("params_trainable"),
+        "train_s": (t.get("train_s") or 0.0) + (t.get("extract_s") or 0.0),  # a probe's training includes extracting its features
+        "predict_ms": (t["predict_s_per_item"] * 1000) if t.get("predict_s_per_item") is not None else None,
+        "peak_mem_mb": max(peaks) if peaks else mem.get("peak_rss_mb"),
+        "train_peak_mb": mem.get("train_peak_mb"),
+        "predict_peak_mb": mem.get("predict_peak_mb"),
+        "image_size": int(cfg.extra["data_config"]["input_size"][-1]),
+        "epochs_run": mod.get("epochs_run"),
+    }
+
+
+def write_leaderboard(d: Path, rows: list[dict]) -> list[dict]:
+    """DIR/leaderboard.json and .csv; returns the rows with every field (None where unknown)."""
+    full = [{k: r.get(k) for k in LEADERBOARD_FIELDS} for r in rows]
+    tkio.write_json(d / "leaderboard.json", full)
+    tkio.write_csv(d / "leaderboard.csv", LEADERBOARD_FIELDS, [["" if r[k] is None else (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in LEADERBOARD_FIELDS] for r in full])
+    return full

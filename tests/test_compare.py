@@ -1,0 +1,82 @@
+"""`compare`: several strategies and backbones on one split, a leaderboard the comparison
+report renders, failed runs recorded, and the vgg-study preset end to end."""
+import csv
+import json
+
+import pytest
+
+import transferkit as tk
+from transferkit.cli import main
+from transferkit.errors import TransferkitError
+from transferkit.report.facts import load_leaderboard
+
+from conftest import write_class_folder
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    return write_class_folder(tmp_path_factory.mktemp("compare") / "photos", per_class=12)
+
+
+def _splits(run_dir):
+    s = json.loads((run_dir / "splits.json").read_text())
+    return {k: sorted(s[k]) for k in ("train", "val", "test")}
+
+
+def test_compare_runs_every_strategy_on_one_split(photos, tmp_path):
+    out = tmp_path / "study"
+    rows = tk.compare(
+        str(photos), strategies="probe,head,scratch", backbones="test_efficientnet,no_such_backbone_xyz", out=str(out),
+        pretrained=False, image_size=32, epochs=2, batch_size=16, workers=0,
+    )  # fmt: skip
+    folders = [r["run_dir"] for r in rows]
+    assert folders == ["probe-test_efficientnet", None, "head-test_efficientnet", None, "scratch"]
+    failed = [r for r in rows if r["error"]]
+    assert len(failed) == 2 and all("no_such_backbone_xyz" in r["error"] and r["test_accuracy"] is None for r in failed)
+    ok = [r for r in rows if not r["error"]]
+    assert {r["strategy"] for r in ok} == {"probe", "head", "scratch"}
+    for r in ok:
+        assert 0 <= r["test_accuracy"] <= 1 and r["params_trainable"] <= r["params_total"] and r["train_s"] > 0 and r["predict_ms"] > 0
+    assert next(r for r in ok if r["strategy"] == "scratch")["test_accuracy"] >= 0.8  # easy colour classes
+    # one split for every run
+    first = _splits(out / ok[0]["run_dir"])
+    assert all(_splits(out / r["run_dir"]) == first for r in ok[1:])
+    # the files: leaderboard.json (what the report reads), leaderboard.csv, report.html with links to run pages
+    assert json.loads((out / "leaderboard.json").read_text()) == rows
+    with open(out / "leaderboard.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == 5
+    board = load_leaderboard(out)
+    assert [r["run_path"] for r in board if r["run_path"]] == [out / f for f in folders if f]
+    html = (out / "report.html").read_text()
+    assert "leaderboard-table" in html and "scratch/report.html" in html
+    assert all((out / r["run_dir"] / "report.html").is_file() for r in ok)
+
+
+def test_compare_rejects_bad_input_before_running(photos, tmp_path):
+    with pytest.raises(TransferkitError, match="tfidf not available for image data"):
+        tk.compare(str(photos), strategies="probe,tfidf", out=str(tmp_path / "x"))
+    with pytest.raises(TransferkitError, match="--lr"):
+        tk.compare(str(photos), strategies="probe", out=str(tmp_path / "x"), lr=-1)
+    with pytest.raises(TransferkitError, match="no such file and not a preset"):
+        tk.compare(str(photos), preset="no-such-study", out=str(tmp_path / "x"))
+    assert "vgg-study" in tk.list_presets()
+
+
+def test_vgg_study_preset_from_the_cli(photos, tmp_path, capsys, monkeypatch):
+    import transferkit.report
+
+    rendered = []
+    monkeypatch.setattr(transferkit.report, "write_compare_report", lambda d, runs="all": rendered.append(d))  # rendering is tested above
+    out = tmp_path / "vgg"
+    rc = main(["compare", str(photos), "--preset", "vgg-study", "--backbones", "test_efficientnet", "--no-pretrained", "--image-size", "32", "--epochs", "1", "--batch-size", "16", "--workers", "0", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    rows = json.loads((out / "leaderboard.json").read_text())
+    assert [r["name"] for r in rows] == ["frozen-dense", "frozen-dense-augment", "frozen-dense-augment-bn-dropout", "fully-trainable"]
+    assert all(not r["error"] for r in rows), [r["error"] for r in rows]
+    cfgs = {r["name"]: json.loads((out / r["run_dir"] / "config.json").read_text()) for r in rows}
+    assert cfgs["frozen-dense"]["augment"] == "none" and cfgs["frozen-dense-augment"]["augment"] == "light"
+    assert cfgs["frozen-dense-augment-bn-dropout"]["batch_norm"] and cfgs["frozen-dense-augment-bn-dropout"]["dropout"] == 0.5
+    assert cfgs["fully-trainable"]["strategy"] == "finetune"
+    trainable = {r["name"]: r["params_trainable"] for r in rows}
+    assert trainable["fully-trainable"] == rows[-1]["params_total"] > trainable["frozen-dense"] == trainable["frozen-dense-augment"]
+    assert rendered == [out]
