@@ -99,6 +99,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--test-size", type=float, help="fraction held out for the test (default: 0.15; ignored when the data comes split)")
     g.add_argument("--seed", type=int, help="seed for the split and training (default: 0)")
     g.add_argument("--batch-size", type=int, help="images or texts per batch (default: 32)")
+    g.add_argument("--engine", choices=["auto", "torch", "onnx"], help="what runs the image backbone for features: torch (eager, channels-last), onnx (ONNX Runtime), or auto: the faster of the two, measured once per backbone and input size (default: auto)")
     g.add_argument("--data-root", metavar="DIR", help="for a CSV: the folder its paths are relative to and must stay inside (default: the CSV's folder)")
     g.add_argument("--text-column", metavar="NAME", help="texts: the column holding the text (default: found from the header: text, sentence, review, ...)")
     g.add_argument("--label-column", metavar="NAME", help="texts: the column holding the label (default: found from the header: label, class, category, ...)")

@@ -25,6 +25,7 @@ STRATEGY_DEFAULTS = {
     "scratch": dict(epochs=30, augment="light"),
     "mlp": dict(epochs=30, augment="none"),
 }
+ENGINES = ("auto", "torch", "onnx")  # see features/engines.py
 
 
 @dataclass
@@ -42,6 +43,7 @@ class TrainConfig:
     test_size: float = 0.15  # fraction for the held-out test set (ignored when the data comes split)
     seed: int = 0  # drives the split and every random choice in training
     batch_size: int = 32  # images or texts per backbone forward pass (and per training step)
+    engine: str = "auto"  # image feature extraction: auto (measured per backbone) | torch (eager, channels-last) | onnx (ONNX Runtime)
     text_column: str | None = None  # texts: the CSV/TSV/JSONL column with the text; None: found from the header
     label_column: str | None = None  # texts: the column with the label; None: found from the header
     max_length: int | None = None  # texts: tokens kept per text (longer ones truncated); None: the model's own
@@ -88,6 +90,8 @@ class TrainConfig:
             raise TransferkitError(f"--epochs {self.epochs}: train for at least 1 epoch")
         if not (self.lr > 0 and self.body_lr_mult > 0 and 0 < self.layer_decay <= 1 and 0 <= self.dropout < 1 and self.unfreeze >= 0):
             raise TransferkitError("--lr and --body-lr-mult must be positive, --layer-decay in (0, 1], --dropout in [0, 1), --unfreeze ≥ 0")
+        if self.engine not in ENGINES:
+            raise TransferkitError(f"--engine {self.engine}: unknown engine (choices: {', '.join(ENGINES)})")
         if self.batch_size < 1 or self.hidden < 1:
             raise TransferkitError("--batch-size and --head-hidden must be positive")
         checks = [

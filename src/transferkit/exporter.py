@@ -151,9 +151,9 @@ def build_metadata(run: Run, format: str, opset: int | None) -> dict:
     }
 
 
-def _write_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int, meta: dict) -> None:
-    import onnx
-
+def export_onnx_module(module: nn.Module, example: torch.Tensor, path, opset: int = DEFAULT_OPSET, input_names=(INPUT_NAME,), output_names=OUTPUT_NAMES) -> None:
+    """Trace `module` on `example` into an ONNX file at `path`: batch dimension dynamic, constants
+    folded. The one ONNX export path (classifiers here, backbones for the extraction engine)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notice
         torch.onnx.export(
@@ -161,12 +161,18 @@ def _write_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int
             (example,),
             str(path),
             dynamo=False,
-            input_names=[INPUT_NAME],
-            output_names=list(OUTPUT_NAMES),
-            dynamic_axes={INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in OUTPUT_NAMES}},
+            input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic_axes={n: {0: "batch"} for n in (*input_names, *output_names)},
             opset_version=int(opset),
             do_constant_folding=True,
         )
+
+
+def _write_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int, meta: dict) -> None:
+    import onnx
+
+    export_onnx_module(module, example, path, opset)
     model = onnx.load(str(path))
     _set_onnx_metadata(model, meta)
     onnx.checker.check_model(model)

@@ -156,7 +156,7 @@ def _image_context(cfg: TrainConfig, ds, splits) -> Context:
     data_config = _data_config(cfg, ds, splits, backbone)
     if backbone is not None:
         backbone = backbone.with_input_size(int(data_config["input_size"][-1]))
-    cfg.extra.update(data_config=data_config, engine="torch-eager-channels-last")
+    cfg.extra.update(data_config=data_config, engine=cfg.engine if cfg.strategy == "probe" else "torch-eager-channels-last")  # probe: resolved when the backbone runs
     return Context(cfg, ds, splits, backbone, data_config=data_config)
 
 

@@ -55,8 +55,12 @@ def cached_features(ctx: Context) -> np.ndarray:
     cfg = ctx.config
     stats: dict = {}
     log(f"extracting {ctx.backbone.name} features of {len(ctx.dataset)} items (cached items are not recomputed)")
-    X = extract_features(ctx.backbone, ctx.dataset, cache_dir=cfg.cache_dir, batch_size=cfg.batch_size, stats=stats)
+    X = extract_features(ctx.backbone, ctx.dataset, cache_dir=cfg.cache_dir, batch_size=cfg.batch_size, stats=stats, engine=cfg.engine, num_workers=cfg.workers)
     ctx.features = X
+    if ctx.dataset.kind != "text":  # what ran the backbone (or that nothing had to)
+        choice = stats.get("engine_choice")
+        cfg.extra["engine"] = choice["engine"] if choice else f"none: all {stats['cached']} items cached"
+        cfg.extra["engine_choice"] = choice or {"requested": cfg.engine, "reason": "backbone not run: every item's features were cached"}
     ctx.timing.update(extract_s=stats["extract_s"], backbone_runs=stats["computed"], cached_items=stats["cached"])
     cfg.extra["feature_cache"] = stats["cache_dir"]  # where the report finds the features (PCA/t-SNE)
     return X

@@ -1,0 +1,199 @@
+"""Inference engines for feature extraction: the same backbone function run by PyTorch
+(eager, channels-last) or by ONNX Runtime (CPU, all graph optimisations) on an ONNX export
+of the backbone's feature function.
+
+`auto` picks per backbone and input size: small jobs run in PyTorch (an export costs a few
+seconds that a few hundred images do not pay back); larger ones time both engines on a few
+batches of the real input shape, alternately, and keep the faster. The choice and its
+timings are stored beside the cached features (``engine.json``), so it is measured once per
+(backbone, weights, preprocessing), and recorded in each run's config (``extra["engine"]``).
+"""
+from __future__ import annotations
+
+import copy
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import io as tkio
+from ..errors import TransferkitError
+
+ENGINES = ("auto", "torch", "onnx")
+AUTO_MIN_ITEMS = 256  # below this, `auto` runs PyTorch without measuring (nothing to win back)
+ONNX_MARGIN = 1.05  # `auto` takes ONNX Runtime only when it measures at least this much faster
+ONNX_FILE = "backbone.onnx"
+DECISION_FILE = "engine.json"
+INPUT_NAME = "image"
+
+
+def engine_dir(cache) -> Path:
+    """Where a backbone's ONNX export and engine choice live: ``ROOT/engines/<namespace>``,
+    beside (not inside) its feature folder, so clearing features keeps the export."""
+    d = cache.dir.parent.parent / "engines" / cache.dir.name
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+_SESSIONS: dict = {}  # (path, mtime, threads) -> ONNX Runtime session: one per process
+
+
+def compute_threads() -> int:
+    """Threads for the backbone: the cores this process may use (affinity / cgroup aware)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        n = os.cpu_count() or 1
+    return max(1, n)
+
+
+class TorchEngine:
+    """PyTorch eager: channels-last weights and inputs, inference mode."""
+
+    name = "torch"
+    description = "PyTorch eager, channels-last, inference_mode"
+
+    def __init__(self, backbone):
+        self.backbone = backbone
+        backbone.model.eval().to(memory_format=torch.channels_last)  # in place: eval mode, channels-last weights
+
+    def __call__(self, x: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            return self.backbone.features(x.contiguous(memory_format=torch.channels_last)).float().numpy()
+
+
+class _Features(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def export_backbone_onnx(backbone, path: Path, opset: int | None = None) -> Path:
+    """Write the backbone's feature function (images -> pooled features) to `path` as ONNX,
+    batch dimension dynamic, spatial size fixed to the backbone's input size (so padding and
+    pooling fold into constants). Uses the same exporter settings as `transferkit export`."""
+    from ..exporter import DEFAULT_OPSET, export_onnx_module
+
+    size = backbone.input_size
+    module = _Features(copy.deepcopy(backbone.model).to(memory_format=torch.contiguous_format)).eval()
+    with tkio.atomic_path(path) as tmp:
+        export_onnx_module(module, torch.zeros(2, 3, size, size), tmp, opset or DEFAULT_OPSET, input_names=[INPUT_NAME], output_names=["features"])
+    return path
+
+
+class OnnxEngine:
+    """ONNX Runtime, CPU execution provider, all graph optimisations, one thread per core."""
+
+    name = "onnx"
+    description = "ONNX Runtime CPU, graph optimisations ORT_ENABLE_ALL"
+
+    def __init__(self, backbone, path: Path, threads: int | None = None):
+        if not onnxruntime_available():
+            raise TransferkitError('--engine onnx needs ONNX Runtime: pip install "transferkit[export]" (onnx, onnxruntime), or use --engine torch')
+        import onnxruntime as ort
+
+        ort.set_default_logger_severity(3)
+        path = Path(path)
+        if not path.is_file():
+            try:
+                export_backbone_onnx(backbone, path)
+            except Exception as exc:  # noqa: BLE001 - an architecture the exporter cannot trace
+                raise TransferkitError(f"backbone '{backbone.name}' cannot be exported to ONNX ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); use --engine torch") from None
+        threads = threads or compute_threads()
+        key = (str(path), path.stat().st_mtime_ns, threads)
+        self.path = path
+        if key in _SESSIONS:
+            self.session = _SESSIONS[key]
+            return
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - a damaged cached export: make it again next time
+            path.unlink(missing_ok=True)
+            raise TransferkitError(f"{path}: ONNX Runtime cannot load the cached backbone export ({type(exc).__name__}); it was removed, run again") from None
+        _SESSIONS[key] = self.session
+
+    def __call__(self, x: torch.Tensor) -> np.ndarray:
+        arr = np.ascontiguousarray(x.numpy(), dtype=np.float32)
+        return self.session.run(None, {INPUT_NAME: arr})[0]
+
+
+def _throughput(engine, x: torch.Tensor, rounds: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        engine(x)
+    return rounds * len(x) / (time.perf_counter() - t0)
+
+
+def measure_engines(engines: dict, batch_size: int, size: int, rounds: int = 3, repeats: int = 3) -> dict:
+    """Images/s of each engine on the same random batch, alternated `repeats` times (so load
+    from other processes hits all alike); the median per engine."""
+    x = torch.randn(batch_size, 3, size, size)
+    for e in engines.values():  # warm-up: first calls allocate and plan
+        e(x)
+    runs: dict[str, list[float]] = {n: [] for n in engines}
+    for _ in range(repeats):
+        for n, e in engines.items():
+            runs[n].append(_throughput(e, x, rounds))
+    return {n: float(np.median(v)) for n, v in runs.items()}
+
+
+def select_engine(backbone, requested: str, n_items: int, engine_dir: Path, batch_size: int):
+    """The engine to run `backbone` with, and a dict saying why (recorded in the run)."""
+    if requested not in ENGINES:
+        raise TransferkitError(f"unknown engine '{requested}' (choices: {', '.join(ENGINES)})")
+    engine_dir = Path(engine_dir)
+    if requested == "torch":
+        return TorchEngine(backbone), {"engine": "torch", "reason": "requested"}
+    if requested == "onnx":
+        return OnnxEngine(backbone, engine_dir / ONNX_FILE), {"engine": "onnx", "reason": "requested"}
+    if n_items < AUTO_MIN_ITEMS:
+        return TorchEngine(backbone), {"engine": "torch", "reason": f"auto: {n_items} items < {AUTO_MIN_ITEMS}, no export"}
+    if not onnxruntime_available():
+        return TorchEngine(backbone), {"engine": "torch", "reason": "auto: onnxruntime not installed"}
+    decision_file = engine_dir / DECISION_FILE
+    threads = compute_threads()
+    if decision_file.is_file():
+        try:
+            d = tkio.read_json(decision_file)
+            if d.get("threads") == threads and d.get("engine") in ("torch", "onnx"):
+                eng = OnnxEngine(backbone, engine_dir / ONNX_FILE) if d["engine"] == "onnx" else TorchEngine(backbone)
+                return eng, dict(d, reason=f"auto: measured earlier ({decision_file})")
+        except (TransferkitError, ValueError, OSError, KeyError):
+            pass  # measure again below
+    torch_engine = TorchEngine(backbone)
+    t0 = time.perf_counter()
+    try:
+        onnx_engine = OnnxEngine(backbone, engine_dir / ONNX_FILE)
+    except TransferkitError as exc:
+        return torch_engine, {"engine": "torch", "reason": f"auto: ONNX export failed ({exc})"}
+    export_s = time.perf_counter() - t0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        speed = measure_engines({"torch": torch_engine, "onnx": onnx_engine}, min(batch_size, 32), backbone.input_size, rounds=1, repeats=3)
+    pick = "onnx" if speed["onnx"] >= ONNX_MARGIN * speed["torch"] else "torch"
+    d = {"engine": pick, "images_per_s": {k: round(v, 1) for k, v in speed.items()}, "threads": threads, "export_s": round(export_s, 2)}
+    try:
+        tkio.write_json(decision_file, d)
+    except OSError:
+        pass
+    return (onnx_engine if pick == "onnx" else torch_engine), dict(d, reason="auto: measured")
