@@ -38,8 +38,10 @@ demo: setup fashion-mnist
 test: setup browser
 	$(PY) -m pytest -q
 
+# Speed benchmarks (not part of `make test`; long): tables + benchmarks/results/*.json.
+# `make bench BENCH_ARGS=--quick` for a smoke run.
 bench: setup
-	$(PY) benchmarks/run_all.py
+	nice -n 10 $(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

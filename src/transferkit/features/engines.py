@@ -2,9 +2,10 @@
 (eager, channels-last) or by ONNX Runtime (CPU, all graph optimisations) on an ONNX export
 of the backbone's feature function.
 
-`auto` picks per backbone and input size: small jobs run in PyTorch (an export costs a few
-seconds that a few hundred images do not pay back); larger ones time both engines on a few
-batches of the real input shape, alternately, and keep the faster. The choice and its
+`auto` picks per backbone and input size: the first job of at least AUTO_MIN_ITEMS images
+times both engines on a few batches of the real input shape, alternately, and keeps the
+faster; smaller jobs before that run in PyTorch (an export costs seconds that a few images do
+not pay back), later jobs of any size use the recorded choice. The choice and its
 timings are stored beside the cached features (``engine.json``), so it is measured once per
 (backbone, weights, preprocessing), and recorded in each run's config (``extra["engine"]``).
 """
@@ -166,13 +167,11 @@ def select_engine(backbone, requested: str, n_items: int, engine_dir: Path, batc
         return TorchEngine(backbone), {"engine": "torch", "reason": "requested"}
     if requested == "onnx":
         return OnnxEngine(backbone, engine_dir / ONNX_FILE), {"engine": "onnx", "reason": "requested"}
-    if n_items < AUTO_MIN_ITEMS:
-        return TorchEngine(backbone), {"engine": "torch", "reason": f"auto: {n_items} items < {AUTO_MIN_ITEMS}, no export"}
     if not onnxruntime_available():
         return TorchEngine(backbone), {"engine": "torch", "reason": "auto: onnxruntime not installed"}
     decision_file = engine_dir / DECISION_FILE
     threads = compute_threads()
-    if decision_file.is_file():
+    if decision_file.is_file():  # measured before for this backbone and input size: any job size uses it
         try:
             d = tkio.read_json(decision_file)
             if d.get("threads") == threads and d.get("engine") in ("torch", "onnx"):
@@ -180,6 +179,8 @@ def select_engine(backbone, requested: str, n_items: int, engine_dir: Path, batc
                 return eng, dict(d, reason=f"auto: measured earlier ({decision_file})")
         except (TransferkitError, ValueError, OSError, KeyError):
             pass  # measure again below
+    if n_items < AUTO_MIN_ITEMS:
+        return TorchEngine(backbone), {"engine": "torch", "reason": f"auto: {n_items} items < {AUTO_MIN_ITEMS}, no export"}
     torch_engine = TorchEngine(backbone)
     t0 = time.perf_counter()
     try:
