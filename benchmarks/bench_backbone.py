@@ -35,7 +35,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3 if quick() else 5)
     ap.add_argument("--batch-sizes", default="16,32" if quick() else "8,16,32,64")
     ap.add_argument("--data", default=str(SHARED / "flowers5"))
+    ap.add_argument("--threads", type=int, help="threads for every variant (torch and ONNX Runtime); default: the cores")
+    ap.add_argument("--name", default="backbone", help="results file name (benchmarks/results/NAME.json)")
     a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
 
     import onnxruntime as ort
     from transferkit.backbones import create_backbone
@@ -63,15 +67,19 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as td:
         tk_torch = TorchEngine(bb)
-        tk_onnx = OnnxEngine(bb, Path(td) / "backbone.onnx")
+        tk_onnx = OnnxEngine(bb, Path(td) / "backbone.onnx", threads=a.threads)
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if a.threads:
+            so.intra_op_num_threads = a.threads
         sess = ort.InferenceSession(str(Path(td) / "backbone.onnx"), so, providers=["CPUExecutionProvider"])
 
         def plain_ort(b):
             return sess.run(None, {"image": b.numpy()})[0]
 
         auto, choice = select_engine(bb, "auto", 10**6, Path(td), a.batch_size)
+        if a.threads and choice["engine"] == "onnx":
+            auto = OnnxEngine(bb, Path(td) / "backbone.onnx", threads=a.threads)
         variants = {"plain timm NCHW no_grad": plain_timm, "transferkit torch engine": tk_torch, "transferkit onnx engine": tk_onnx, "plain ONNX Runtime": plain_ort, f"transferkit auto ({choice['engine']})": auto}
         ref = plain_timm(batches[0])
         diffs = {n: float(np.abs(f(batches[0]) - ref).max()) for n, f in variants.items()}
@@ -85,7 +93,7 @@ def main() -> None:
     base, ort_base = med["plain timm NCHW no_grad"], med["plain ONNX Runtime"]
     rows = [[n, med[n], f"{med[n] / base:.2f}x", f"{med[n] / ort_base:.2f}x", f"{diffs[n]:.1e}", " ".join(f"{v:.1f}" for v in runs[n])] for n in runs]
     text = table(
-        f"Backbone throughput, model only: {a.backbone} at {a.image_size}px, batch {a.batch_size}, {source}, median of {a.repeats} interleaved rounds",
+        f"Backbone throughput, model only: {a.backbone} at {a.image_size}px, batch {a.batch_size}, {torch.get_num_threads()} thread(s), {source}, median of {a.repeats} interleaved rounds",
         ["variant", "images/s (median)", "vs plain timm", "vs plain ORT", "max |feature diff|", "all rounds"],
         rows,
     )
@@ -94,8 +102,8 @@ def main() -> None:
     text += "\n\n" + table(f"Batch size sweep of the auto engine ({choice['engine']}), same tensors", ["batch", "images/s (median)", "vs best"], [[bs, smed[bs], f"{smed[bs] / best:.2f}"] for bs in smed])
     text += f"\n\nauto choice: {choice}"
     save(
-        "backbone",
-        {"backbone": a.backbone, "image_size": a.image_size, "batch_size": a.batch_size, "images": len(x), "repeats": a.repeats, "source": source,
+        a.name,
+        {"backbone": a.backbone, "threads": torch.get_num_threads(), "image_size": a.image_size, "batch_size": a.batch_size, "images": len(x), "repeats": a.repeats, "source": source,
          "images_per_s": runs, "median": med, "ratio_vs_plain_timm": {n: med[n] / base for n in med}, "ratio_vs_plain_ort": {n: med[n] / ort_base for n in med},
          "max_feature_diff": diffs, "auto_choice": choice, "batch_sweep": {str(k): v for k, v in sweep.items()}},
         text,

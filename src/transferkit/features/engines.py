@@ -43,7 +43,15 @@ _SESSIONS: dict = {}  # (path, mtime, threads) -> ONNX Runtime session: one per 
 
 
 def compute_threads() -> int:
-    """Threads for the backbone: the cores this process may use (affinity / cgroup aware)."""
+    """Threads for the backbone: $TRANSFERKIT_THREADS if set, else the cores this process may
+    use (affinity aware). On a machine busy with other jobs, fewer threads than cores can be
+    faster (BENCHMARKS.md, Speed: 1 thread beat 2 on a loaded 2-core machine)."""
+    env = os.environ.get("TRANSFERKIT_THREADS", "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise TransferkitError(f"TRANSFERKIT_THREADS={env!r}: give a whole number of threads, e.g. 2") from None
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -59,6 +67,8 @@ class TorchEngine:
 
     def __init__(self, backbone):
         self.backbone = backbone
+        if os.environ.get("TRANSFERKIT_THREADS", "").strip():
+            torch.set_num_threads(compute_threads())
         backbone.model.eval().to(memory_format=torch.channels_last)  # in place: eval mode, channels-last weights
 
     def __call__(self, x: torch.Tensor) -> np.ndarray:

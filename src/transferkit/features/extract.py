@@ -133,8 +133,8 @@ def extract_features(
     """Features (N, D) float32 for `dataset` items (all, or `indices`), via the on-disk cache.
     Images and texts alike: the cache is keyed by the item's content key either way.
 
-    Only items whose content key is not cached run through the backbone (in inference mode,
-    channels-last); results are flushed to the cache every FLUSH_EVERY items, so an
+    Only items whose content key is not cached run through the backbone (on the chosen
+    engine, decoding a batch ahead in a thread or worker processes); results are flushed to the cache every FLUSH_EVERY items, so an
     interrupted run resumes where it stopped. `engine` (images): auto | torch | onnx, see
     `features.engines`. `stats`, if given, receives ``{"computed": n, "cached": n,
     "extract_s": seconds, "engine": name or None, "engine_choice": {...}}``.
