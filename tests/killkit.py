@@ -9,6 +9,9 @@ The child writes its stderr to `log_path`, and tracks the stage it is in from th
 pipeline logs (STAGES). With `kill_stage`/`kill_op` it SIGKILLs itself just before its
 `kill_op`-th file-system write in that stage (a crash point between any two writes); at a
 normal exit it appends the number of write operations seen per stage, for calibration.
+`kill_signal` sends another signal instead (SIGTERM: a handled stop). With `kill_stage` and
+`kill_delay` instead, it SIGKILLs itself `kill_delay` seconds after
+entering that stage (a timer thread: the kill lands wherever the main thread is).
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import json
 import os
 import signal
 import sys
+import threading
 
 # The stage a run is in, from the progress lines transferkit writes (first match wins). A new
 # strategy joins the harness by logging one of these when its stage starts.
@@ -29,7 +33,11 @@ STAGES = [
 ]
 WRITE_EVENTS = {"open", "os.rename", "os.replace", "os.remove", "os.rmdir", "os.mkdir", "shutil.rmtree", "os.truncate"}
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-PRELOAD = ["killkit", "transferkit", "transferkit.cli", "transferkit.pipeline", "timm", "timm.data", "sklearn.linear_model", "sklearn.metrics", "safetensors.torch"]
+PRELOAD = [
+    "killkit", "transferkit", "transferkit.cli", "transferkit.pipeline", "timm", "timm.data", "sklearn.linear_model", "sklearn.metrics",
+    "safetensors.torch", "transferkit.report.render", "transferkit.report.run_page", "transferkit.report.plots", "matplotlib.pyplot",
+    "transferkit.exporter", "transferkit.bulk_predict", "onnx", "onnxruntime",
+]
 
 
 def stage_of(text: str, current: str) -> str:
@@ -40,13 +48,17 @@ def stage_of(text: str, current: str) -> str:
 
 
 class _StageStream(io.TextIOBase):
-    """stderr that also notes which stage the pipeline has announced."""
+    """stderr that also notes which stage the pipeline has announced (and when)."""
 
-    def __init__(self, raw):
-        self.raw, self.stage = raw, "load"
+    def __init__(self, raw, on_stage=None):
+        self.raw, self.stage, self.on_stage = raw, "load", on_stage
 
     def write(self, s):
-        self.stage = stage_of(s, self.stage)
+        new = stage_of(s, self.stage)
+        if new != self.stage:
+            self.stage = new
+            if self.on_stage:
+                self.on_stage(new)
         return self.raw.write(s)
 
     def flush(self):
@@ -67,12 +79,22 @@ def _is_write(event: str, args) -> bool:
     return True
 
 
-def run_child(argv: list[str], log_path: str, flush_every: int, kill_stage: str | None = None, kill_op: int = 0) -> None:
+def _die(sig=signal.SIGKILL) -> None:
+    os.kill(os.getpid(), sig)
+
+
+def run_child(argv: list[str], log_path: str, flush_every: int, kill_stage: str | None = None, kill_op: int = 0, kill_delay: float | None = None, kill_signal: int = signal.SIGKILL) -> None:
+    me = os.getpid()
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    stream = _StageStream(open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False))
+
+    def on_stage(stage):
+        if os.getpid() == me and stage == kill_stage and kill_delay is not None and not kill_op:
+            threading.Timer(kill_delay, _die, (kill_signal,)).start()
+
+    stream = _StageStream(open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False), on_stage)
     sys.stdout = sys.stderr = stream
     import transferkit.features.extract as extract
 
@@ -80,12 +102,12 @@ def run_child(argv: list[str], log_path: str, flush_every: int, kill_stage: str 
     ops: dict[str, int] = {}
 
     def hook(event, args):
-        if not _is_write(event, args):
+        if os.getpid() != me or not _is_write(event, args):  # a forked DataLoader worker inherits the hook
             return
         ops[stream.stage] = ops.get(stream.stage, 0) + 1
         if stream.stage == kill_stage and ops[stream.stage] == kill_op:
             stream.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
+            _die(kill_signal)
 
     sys.addaudithook(hook)
     from transferkit import cli

@@ -19,6 +19,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -36,7 +37,9 @@ from conftest import write_class_folder
 KILLS_PER_STAGE = int(os.environ.get("TK_KILLS_PER_STAGE", 20))
 COMMON = ["--backbone", "test_efficientnet", "--no-pretrained", "--image-size", "32", "--batch-size", "8"]
 STRATEGIES = {"probe": ["--strategy", "probe"]}  # e.g. "finetune": ["--strategy", "finetune", "--epochs", "2"]
-RUN_FILES = ["config.json", "splits.json", "labels.json", "model.safetensors", "metrics.json", "predictions.csv", "checks.json", "report.md"]
+RUN_FILES = ["config.json", "splits.json", "labels.json", "model.safetensors", "metrics.json", "predictions.csv", "checks.json"]
+REPORT_FILES = ["report.md", "report.html"]
+CHAIN = int(os.environ.get("TK_KILL_CHAIN", 4))  # kills in a row before a re-run must complete
 FLUSH_EVERY = 8  # items per cache shard in the children: several shards to tear
 METRIC_KEYS = ("n", "accuracy", "macro_f1", "weighted_f1", "confusion_matrix", "per_class")
 
@@ -46,18 +49,26 @@ pytestmark = pytest.mark.slow
 # ----------------------------------------------------------------------------- the children
 
 
+_CHILDREN: list = []
+
+
 @pytest.fixture(scope="module")
 def forkserver():
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(killkit.PRELOAD)
-    return ctx
+    yield ctx
+    for p in _CHILDREN:  # a child left by a failed assertion, and the workers of killed ones
+        if p.is_alive():
+            p.kill()
+            p.join(5)
 
 
 class Child:
-    def __init__(self, ctx, argv, log: Path, kill_stage=None, kill_op=0):
+    def __init__(self, ctx, argv, log: Path, kill_stage=None, kill_op=0, kill_delay=None, kill_signal=signal.SIGKILL):
         self.log = log
-        self.proc = ctx.Process(target=killkit.run_child, args=([str(a) for a in argv], str(log), FLUSH_EVERY, kill_stage, kill_op))
+        self.proc = ctx.Process(target=killkit.run_child, args=([str(a) for a in argv], str(log), FLUSH_EVERY, kill_stage, kill_op, kill_delay, kill_signal))
         self.proc.start()
+        _CHILDREN.append(self.proc)
 
     def text(self) -> str:
         try:
@@ -72,6 +83,9 @@ class Child:
         self.proc.join(timeout)
         assert self.proc.exitcode is not None, f"child hung: {self.text()[-2000:]}"
         return self.proc.exitcode
+
+    def ops(self) -> dict:
+        return json.loads(self.text().rsplit("[killkit] ops ", 1)[1].splitlines()[0])
 
 
 def run_to_end(ctx, argv, log) -> tuple[int, str]:
@@ -98,9 +112,14 @@ def assert_run_complete(run: Path, expect_metrics: dict, expect_splits: dict) ->
     assert (run / ".transferkit-run").is_file(), f"{run}: no marker"
     for f in RUN_FILES:
         assert (run / f).is_file() and (run / f).stat().st_size > 0, f"{run}: {f} missing or empty"
-    for f in RUN_FILES:
         if f.endswith(".json"):
             json.loads((run / f).read_text())
+    # the report is written after the run is committed: absent (a kill landed there; `transferkit
+    # report` renders it) or whole, never a torn file
+    for f in REPORT_FILES:
+        if (run / f).exists():
+            text = (run / f).read_text()
+            assert text.strip() and (not f.endswith(".html") or text.rstrip().endswith("</html>")), f"{run}: torn {f}"
     with open(run / "predictions.csv") as fh:
         assert len(list(csv.DictReader(fh))) == expect_metrics["test"]["n"]
     assert same_metrics(metrics_of(run), expect_metrics)
@@ -132,45 +151,43 @@ def assert_cache_intact(cache_root: Path, reference: dict[bytes, np.ndarray]) ->
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return write_class_folder(tmp_path_factory.mktemp("kill") / "photos", per_class=24)
+    # 60 images: extraction runs in the main process (no DataLoader workers below 64 items)
+    return write_class_folder(tmp_path_factory.mktemp("kill") / "photos", per_class=20)
 
 
 @pytest.fixture(scope="module")
 def baseline(data, tmp_path_factory, forkserver):
-    """An uninterrupted run per strategy, by a real `python -m transferkit train` subprocess;
-    the forkserver child must give the same metrics (the harness's children are equivalent)."""
+    """An uninterrupted run per strategy: its metrics, split and cache are what every re-run
+    must reproduce; it also gives the writes and the seconds per stage that place the kills.
+    (The children run the real `transferkit.cli.main`; test_ctrl_c_... runs a real
+    `python -m transferkit` process and checks its resumed metrics against this run too.)"""
     base = tmp_path_factory.mktemp("baseline")
     out = {}
     for name, opts in STRATEGIES.items():
         argv = ["train", str(data), *COMMON, *opts, "--cache-dir", str(base / f"cache-{name}")]
-        r = subprocess.run([sys.executable, "-m", "transferkit", *argv, "--out", str(base / name)], capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
-        code, text = run_to_end(forkserver, argv + ["--out", str(base / f"{name}-child")], base / f"{name}-child.log")
-        assert code == 0, text
-        ops = json.loads(text.rsplit("[killkit] ops ", 1)[1].splitlines()[0])
-        assert same_metrics(metrics_of(base / name), metrics_of(base / f"{name}-child"))
+        child = Child(forkserver, argv + ["--out", str(base / name)], base / f"{name}.log")
+        durations = _stage_seconds(child)
         from transferkit.features.cache import FeatureCache
 
         ns = next((base / f"cache-{name}" / "features").glob("*")).name
         cache = FeatureCache(base / f"cache-{name}", ns)
         reference = {k: np.array(cache._shards[s][r]) for k, (s, r) in cache._index.items()}
-        # the template: a complete earlier run (another seed) that a kill must never damage
-        code, text = run_to_end(forkserver, argv + ["--seed", "1", "--out", str(base / f"{name}-template")], base / f"{name}-template.log")
-        assert code == 0, text
-        out[name] = dict(argv=argv, metrics=metrics_of(base / name), splits=json.loads((base / name / "splits.json").read_text()), ops=ops, reference=reference, cache=base / f"cache-{name}", template=base / f"{name}-template")
+        out[name] = dict(
+            argv=argv, metrics=metrics_of(base / name), splits=json.loads((base / name / "splits.json").read_text()), ops=child.ops(),
+            seconds=durations, reference=reference, cache=base / f"cache-{name}", template=base / name,
+        )
     return out
 
 
-def _stage_durations(ctx, argv, work: Path) -> dict[str, float]:
-    """Seconds spent in each stage by an uninterrupted child (polled from its stage lines)."""
-    c = Child(ctx, argv, work / "calibrate.log")
+def _stage_seconds(c: Child) -> dict[str, float]:
+    """Seconds an uninterrupted child spends in each stage (polled from its stage lines)."""
     seen, t_prev, stage = {}, time.monotonic(), "load"
     while c.proc.is_alive():
         s = c.stage()
         if s != stage:
             now = time.monotonic()
             seen[stage], stage, t_prev = now - t_prev, s, now
-        time.sleep(0.002)
+        time.sleep(0.005)
     assert c.wait() == 0, c.text()
     seen[stage] = time.monotonic() - t_prev
     return seen
@@ -178,72 +195,62 @@ def _stage_durations(ctx, argv, work: Path) -> dict[str, float]:
 
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
 def test_sigkill_at_random_moments_never_corrupts_and_reruns_match(strategy, baseline, data, forkserver, tmp_path):
+    """Kills come in chains: each run of a chain starts from what the killed one before it left
+    (damage accumulates), and the chain ends with a run that completes; after every kill the
+    cache holds only correct entries and the run folder is absent, untouched or complete."""
     b = baseline[strategy]
     rng = random.Random(f"kill-{strategy}")
     work = tmp_path
     out = work / "runs" / "r"
-    durations = {}
     log = []
     for stage in ("extract", "train", "write"):
-        kills, attempts = 0, 0
+        kills, attempts, chains = 0, 0, 0
+        cache = work / f"cache-{stage}"
         while kills < KILLS_PER_STAGE:
-            attempts += 1
-            assert attempts <= 4 * KILLS_PER_STAGE, f"could not land {KILLS_PER_STAGE} kills in {stage}: {log[-5:]}"
-            # the state a kill finds: a fresh cache for extraction (warm otherwise); the run
-            # folder absent, or holding a complete earlier run (every other attempt)
-            cache = work / f"cache-{stage}"
+            # a chain starts from: a cold cache for extraction (warm otherwise); the run folder
+            # absent, or holding a complete earlier run (every other chain; the same settings, so
+            # a kill must leave it byte for byte as it was, or replaced by a complete new run)
+            chains += 1
             if stage == "extract":
                 shutil.rmtree(cache, ignore_errors=True)
             elif not cache.exists():
                 shutil.copytree(b["cache"], cache)
             shutil.rmtree(out, ignore_errors=True)
-            had_template = attempts % 2 == 0
-            if had_template:
+            before = None
+            if chains % 2 == 0:
                 shutil.copytree(b["template"], out)
-            before = snapshot(out) if had_template else None
+                before = snapshot(out)
             argv = b["argv"][:-2] + ["--cache-dir", str(cache), "--out", str(out)]
-            if stage not in durations:
-                calib = work / f"calib-{stage}"
-                calib.mkdir()
-                durations[stage] = _stage_durations(forkserver, argv[:-1] + [str(calib / "r")], calib).get(stage, 0.0)
-                if stage == "extract":
-                    shutil.rmtree(cache)
-            n_ops = b["ops"].get(stage, 0)
-            by_op = n_ops > 0 and attempts % 4 in (1, 2)  # half the kills at a write, half timed
-            child = Child(forkserver, argv, work / f"{stage}-{attempts}.log", kill_stage=stage if by_op else None, kill_op=rng.randint(1, n_ops) if by_op else 0)
-            if not by_op:
-                while child.proc.is_alive() and child.stage() not in (stage, "done") and not _past(child.stage(), stage):
-                    time.sleep(0.001)
-                time.sleep(rng.uniform(0, durations[stage]))
-                child.proc.kill()
-            code = child.wait()
-            landed = killkit.stage_of(child.text(), "load")
-            log.append((stage, attempts, "op" if by_op else "timed", landed, code))
-            if code != -signal.SIGKILL or landed != stage:
-                continue  # finished first, or died elsewhere: not a kill in this stage; try again
-            kills += 1
-            # nothing half-written: the cache holds only correct entries; the run folder is
-            # absent, the earlier run untouched, or the new run complete
-            assert_cache_intact(cache, b["reference"])
-            if out.exists():
-                if before is not None and snapshot(out) == before:
-                    pass
-                else:
+            completed = False
+            for _ in range(CHAIN):
+                if kills >= KILLS_PER_STAGE:
+                    break
+                attempts += 1
+                assert attempts <= 4 * KILLS_PER_STAGE, f"could not land {KILLS_PER_STAGE} kills in {stage}: {log[-5:]}"
+                n_ops = b["ops"].get(stage, 0)
+                by_op = n_ops > 0 and attempts % 2 == 1  # half the kills at a write, half timed
+                kw = dict(kill_op=rng.randint(1, n_ops)) if by_op else dict(kill_delay=rng.uniform(0, b["seconds"].get(stage, 0.0)))
+                child = Child(forkserver, argv, work / f"{stage}-{attempts}.log", kill_stage=stage, **kw)
+                code = child.wait()
+                landed = child.stage()
+                log.append((stage, attempts, "op" if by_op else "timed", landed, code))
+                if code == 0:  # finished before the kill (less left to do after the last one): a completed re-run
+                    completed = True
+                    break
+                assert code == -signal.SIGKILL, child.text()[-3000:]
+                kills += landed == stage  # a timed kill that fell into the next stage checks the same, but does not count
+                assert_cache_intact(cache, b["reference"])
+                if out.exists() and not (before is not None and snapshot(out) == before):
                     assert_run_complete(out, b["metrics"], b["splits"])
-            # the re-run completes with the uninterrupted run's metrics, and tidies up
-            code, text = run_to_end(forkserver, argv, work / f"{stage}-{attempts}-rerun.log")
-            assert code == 0, text[-3000:]
+            if not completed:  # the chain ended in a kill: the re-run completes with the uninterrupted run's metrics
+                code, text = run_to_end(forkserver, argv, work / f"{stage}-{attempts}-rerun.log")
+                assert code == 0, text[-3000:]
             assert_run_complete(out, b["metrics"], b["splits"])
             assert sorted(p.name for p in out.parent.iterdir()) == ["r"], "a partial folder was left beside the run"
-            assert_cache_intact(cache, b["reference"])
+            assert assert_cache_intact(cache, b["reference"]) == len(b["reference"])
     kinds = [(s, k) for s, _, k, landed, code in log if code == -signal.SIGKILL and landed == s]
     assert len(kinds) == 3 * KILLS_PER_STAGE
-    print(f"\n{strategy}: {len(kinds)} kills ({sum(k == 'op' for _, k in kinds)} at a write, {sum(k == 'timed' for _, k in kinds)} timed) in {len(log)} attempts; stage seconds {durations}; writes per stage {b['ops']}")
-
-
-def _past(current: str, target: str) -> bool:
-    order = ["load", "extract", "train", "write", "done"]
-    return order.index(current) > order.index(target)
+    print(f"\n{strategy}: {len(kinds)} kills ({sum(k == 'op' for _, k in kinds)} at a write, {sum(k == 'timed' for _, k in kinds)} timed) in {len(log)} attempts; stage seconds {b['seconds']}; writes per stage {b['ops']}")
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(data, tmp_path, forkserver, baseline):
@@ -252,15 +259,16 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(data, tmp_path, forkserver,
     b = baseline["probe"]
     big = write_class_folder(tmp_path / "photos", per_class=80, seed=3)
     argv = ["train", str(big), "--backbone", "test_efficientnet", "--no-pretrained", "--image-size", "96", "--batch-size", "8", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "r")]
-    proc = subprocess.Popen([sys.executable, "-m", "transferkit", *argv], stderr=subprocess.PIPE, text=True, start_new_session=True)
-    lines = []
-    for line in proc.stderr:
-        lines.append(line)
-        if "[transferkit] extracting" in line:
-            time.sleep(0.3)
+    proc = subprocess.Popen([sys.executable, "-m", "transferkit", *argv], stderr=subprocess.PIPE, start_new_session=True)
+    seen = b""
+    while proc.poll() is None:  # Ctrl-C once the progress bar shows some images done (and not all)
+        seen += os.read(proc.stderr.fileno(), 4096)
+        done = [int(n) for n in re.findall(rb"\| *(\d+)/240 ", seen)]
+        if done and 8 <= done[-1] < 200:
             os.killpg(proc.pid, signal.SIGINT)
             break
-    err = "".join(lines) + proc.stderr.read()
+    lines = [seen.decode(errors="replace")]
+    err = "".join(lines) + proc.stderr.read().decode(errors="replace")
     assert proc.wait(60) == 130, err
     assert "interrupted; features computed so far are cached" in err and "run the same command again to resume" in err
     assert "Traceback" not in err and not (tmp_path / "r").exists()
@@ -272,18 +280,21 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(data, tmp_path, forkserver,
 
 
 def test_sigterm_is_handled_like_ctrl_c(data, tmp_path, forkserver, baseline):
+    """SIGTERM (`kill`, a scheduler's pre-emption) in the middle of extraction, at a cache write:
+    exit 130 with the resume hint, nothing torn, and the re-run reuses what was cached."""
     b = baseline["probe"]
-    argv = b["argv"][:-2] + ["--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "r")]
-    child = Child(forkserver, argv, tmp_path / "term.log")
-    while child.proc.is_alive() and child.stage() != "extract":
-        time.sleep(0.001)
-    time.sleep(0.05)
-    os.kill(child.proc.pid, signal.SIGTERM)
-    code = child.wait()
-    if code == 0:
-        pytest.skip("the run finished before SIGTERM arrived (machine too fast for this data)")
-    assert code == 130 and "interrupted; features computed so far are cached" in child.text()
+    cache = tmp_path / "cache"
+    argv = b["argv"][:-2] + ["--cache-dir", str(cache), "--out", str(tmp_path / "r")]
+    child = Child(forkserver, argv, tmp_path / "term.log", kill_stage="extract", kill_op=b["ops"]["extract"] // 2, kill_signal=signal.SIGTERM)
+    assert child.wait() == 130, child.text()
+    assert "interrupted; features computed so far are cached" in child.text() and "Traceback" not in child.text()
     assert not (tmp_path / "r").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".r.")]
+    kept = assert_cache_intact(cache, b["reference"])
+    assert 0 < kept < len(b["reference"])
+    code, text = run_to_end(forkserver, argv, tmp_path / "rerun.log")
+    assert code == 0, text
+    assert_run_complete(tmp_path / "r", b["metrics"], b["splits"])
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["timing"]["backbone_runs"] == len(b["reference"]) - kept
 
 
 def test_two_processes_extracting_into_one_cache(data, tmp_path, forkserver, baseline):
