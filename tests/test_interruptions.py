@@ -270,7 +270,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(data, tmp_path, forkserver,
     lines = [seen.decode(errors="replace")]
     err = "".join(lines) + proc.stderr.read().decode(errors="replace")
     assert proc.wait(60) == 130, err
-    assert "interrupted; features computed so far are cached" in err and "run the same command again to resume" in err
+    assert "interrupted; features computed so far are cached" in err and "run the same command again" in err
     assert "Traceback" not in err and not (tmp_path / "r").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".r.")], "partial run folder left behind"
     code, text = run_to_end(forkserver, argv, tmp_path / "rerun.log")
@@ -308,3 +308,100 @@ def test_two_processes_extracting_into_one_cache(data, tmp_path, forkserver, bas
     assert assert_cache_intact(cache, b["reference"]) == len(b["reference"])
     code, text = run_to_end(forkserver, b["argv"][:-2] + ["--cache-dir", str(cache), "--out", str(tmp_path / "r2")], tmp_path / "2.log")
     assert code == 0 and json.loads((tmp_path / "r2" / "metrics.json").read_text())["timing"]["backbone_runs"] == 0
+
+
+EXPORT_PREDICT_KILLS = int(os.environ.get("TK_EXPORT_PREDICT_KILLS", 3))
+
+
+def _kill_and_rerun(ctx, argv, work: Path, name: str, check, rng, n: int) -> list[tuple[str, int]]:
+    """A reference run, then `n` kills (alternately at a write and timed) each followed by
+    `check()` on what is on disk; the last re-run completes. Returns (kind, exit code) per try."""
+    ref = Child(ctx, argv, work / f"{name}-ref.log")
+    seconds = _stage_seconds(ref)["load"]
+    ops = ref.ops().get("load", 0)
+    check(final=True)
+    log = []
+    for i in range(n):
+        by_op = i % 2 == 0 and ops > 0
+        kw = dict(kill_op=rng.randint(1, ops)) if by_op else dict(kill_delay=rng.uniform(0, seconds))
+        child = Child(ctx, argv, work / f"{name}-{i}.log", kill_stage="load", **kw)
+        code = child.wait()
+        assert code in (0, -signal.SIGKILL), child.text()[-3000:]
+        log.append(("op" if by_op else "timed", code))
+        check(final=code == 0)
+    code, text = run_to_end(ctx, argv, work / f"{name}-rerun.log")
+    assert code == 0, text[-3000:]
+    check(final=True)
+    return log
+
+
+def test_sigkill_during_export_and_predict_out_leaves_no_half_written_file(baseline, data, forkserver, tmp_path):
+    import transferkit as tk
+    from transferkit.bulk_predict import read_rows
+    from transferkit.predictor import load_predictor
+
+    b = baseline["probe"]
+    run = tmp_path / "run"
+    shutil.copytree(b["template"], run)
+    rng = random.Random("export-predict")
+    x = None
+
+    # export: the .onnx file and its card are absent or whole (the whole file loads and gives
+    # the reference probabilities); a killed writer's temp file never takes the name
+    onnx = tmp_path / "exp" / "model.onnx"
+
+    def check_export(final: bool) -> None:
+        nonlocal x
+        if final:
+            assert onnx.is_file() and (onnx.parent / "model-card.md").is_file()
+            leftovers = [t.name for t in onnx.parent.glob(".model.onnx.*.tmp")]
+            assert leftovers == [], f"killed exports' temp files were not cleared: {leftovers}"
+        if onnx.exists():
+            p = load_predictor(onnx)
+            if x is None:
+                ref = load_predictor(run)
+                x = torch_batch(ref, data)
+                check_export.ref = ref.predict_proba(x)
+            np.testing.assert_allclose(p.predict_proba(x), check_export.ref, atol=1e-4)
+        card = onnx.parent / "model-card.md"
+        if card.exists():
+            assert card.read_text().strip(), "empty model card"
+
+    log = _kill_and_rerun(forkserver, ["export", run, "--out", onnx], tmp_path, "export", check_export, rng, EXPORT_PREDICT_KILLS)
+    assert sum(code == -signal.SIGKILL for _, code in log) >= 1, log
+
+    # predict --out: the output is absent or complete; the journal holds whole rows (a torn last
+    # line is cut on resume); the resumed output equals the uninterrupted one row for row
+    out = tmp_path / "pred" / "rows.csv"
+    argv = ["predict", run, data, "--out", out, "--batch-size", "4", "--workers", "0"]
+    reference = []
+
+    def check_predict(final: bool) -> None:
+        if final:
+            rows = read_rows(out)
+            if not reference:
+                reference.extend(rows)
+            assert rows == reference
+            assert not Path(str(out) + ".partial").exists()
+            return
+        if out.exists():
+            assert read_rows(out) == reference
+        journal = Path(str(out) + ".partial")
+        if journal.exists() and reference:
+            lines = journal.read_text().splitlines(keepends=True)
+            whole = [ln for ln in lines if ln.endswith("\n")][1:]
+            assert [r.split(",")[0] for r in whole] == [r["path"] for r in reference[: len(whole)]]
+
+    log = _kill_and_rerun(forkserver, argv, tmp_path, "predict", check_predict, rng, EXPORT_PREDICT_KILLS)
+    assert sum(code == -signal.SIGKILL for _, code in log) >= 1, log
+    assert len(reference) == len(tk.load_dataset(data))
+
+
+def torch_batch(predictor, folder: Path):
+    """A few preprocessed images of `folder` as the predictors take them."""
+    import torch
+
+    from transferkit.data.images import open_rgb
+
+    paths = sorted(folder.rglob("*.png"))[:6]
+    return torch.stack([predictor.transform(open_rgb(p, None)) for p in paths])
