@@ -80,11 +80,15 @@ def _is_write(event: str, args) -> bool:
 
 
 def _die(sig=signal.SIGKILL) -> None:
-    os.kill(os.getpid(), sig)
+    if sig == signal.SIGINT:  # what a terminal's Ctrl-C does: the whole process group (DataLoader workers too)
+        os.killpg(0, sig)
+    else:
+        os.kill(os.getpid(), sig)
 
 
 def run_child(argv: list[str], log_path: str, flush_every: int, kill_stage: str | None = None, kill_op: int = 0, kill_delay: float | None = None, kill_signal: int = signal.SIGKILL) -> None:
     me = os.getpid()
+    os.setpgrp()  # a process group of its own, as a shell gives a command
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
