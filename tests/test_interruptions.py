@@ -254,7 +254,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, forkserver):
     """SIGINT to the process group (a terminal's Ctrl-C: DataLoader workers get it too) in the
     middle of extraction, at a cache write: exit 130 with the resume hint and no traceback, no
     run folder, and the same command then resumes from the features cached so far."""
-    big = write_class_folder(tmp_path / "photos", per_class=32, seed=3)  # 96 images: decoded by DataLoader workers
+    big = write_class_folder(tmp_path / "photos", per_class=22, seed=3)  # 66 images: decoded by DataLoader workers (64 or more)
     argv = ["train", str(big), *COMMON, "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "r")]
     child = Child(forkserver, argv, tmp_path / "ctrl-c.log", kill_stage="extract", kill_op=20, kill_signal=signal.SIGINT)
     code = child.wait()
@@ -266,7 +266,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, forkserver):
     code, text = run_to_end(forkserver, argv, tmp_path / "rerun.log")
     assert code == 0, text
     m = json.loads((tmp_path / "r" / "metrics.json").read_text())
-    assert 0 < m["timing"]["backbone_runs"] < 96  # resumed: the features cached before Ctrl-C were reused
+    assert 0 < m["timing"]["backbone_runs"] < 66  # resumed: the features cached before Ctrl-C were reused
 
 
 def test_sigterm_is_handled_like_ctrl_c(data, tmp_path, forkserver, baseline):
