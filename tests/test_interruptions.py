@@ -1,13 +1,19 @@
-"""Interruptions: SIGKILL at random moments, Ctrl-C, SIGTERM, and two writers on one cache.
+"""Interruptions: SIGKILL at random moments, Ctrl-C, SIGTERM, two writers on one cache, and
+kills during export and `predict --out`.
 
-The kill harness runs `transferkit train` on tiny data, kills it 20 times in each stage
-(feature extraction, training, writing the run folder), and after every kill checks that no
-cache entry and no run folder is corrupt or half-written, then re-runs to completion and
-checks that the metrics equal those of an uninterrupted run. Half the kills come from the
-harness at a random time inside the stage; the other half are crash points: the child
-SIGKILLs itself just before a random one of the file-system writes that stage makes (so the
-commit renames, which take microseconds, are hit too). Stages that write nothing (a probe's
-head fit) get timed kills only.
+The kill harness runs `transferkit train` on tiny data in real processes (killkit.py: forked
+from a forkserver that has done the imports) and kills it TK_KILLS_PER_STAGE times in each
+stage (feature extraction, training, writing the run folder and its report): 3 by default
+to keep the suite fast, 20 for the full 60-kill run (`TK_KILLS_PER_STAGE=20 pytest
+tests/test_interruptions.py -k sigkill_at_random`). Kills come in chains of TK_KILL_CHAIN
+(default 4): each run starts from what the killed one before it left, and the chain ends
+with a run that completes. After every kill: every cache entry equals the uninterrupted
+run's, and the run folder is absent, untouched, or complete. Every completed re-run has the
+uninterrupted run's metrics and split, and leaves nothing beside the run folder. Half the
+kills are timed (a timer in the child, a random time into the stage); the other half are
+crash points: the child SIGKILLs itself just before a random one of the file-system writes
+the stage makes (so the commit renames, which take microseconds, are hit too). Stages that
+write nothing (a probe's head fit) get timed kills only.
 
 To cover another strategy, add it to STRATEGIES; it must log its stage lines (see
 killkit.STAGES) and accept the same data.
