@@ -231,7 +231,9 @@ def _cmd_datasets(a) -> None:
 RESUME_HINT = {
     "train": "features computed so far are cached, image training state is saved after every epoch, and no run folder was half-written; run the same command again (image training: with --resume RUN_DIR) to go on",
     "compare": "finished runs are in the comparison folder and its leaderboard; features computed so far are cached",
-    "predict": "nothing was written; run the same command again",
+    "predict": "with --out, the rows done so far are kept (OUT.partial) and the same command resumes; without it, run it again",
+    "export": "no model file was written; run the same command again",
+    "report": "the run folder is intact; run the same command again",
 }
 
 

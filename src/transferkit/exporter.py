@@ -107,6 +107,7 @@ def export(
     size = reference.input_size
     example = torch.zeros(2, 3, size, size)
 
+    tkio.remove_dead_temps(out)  # what killed exports to this path left
     with tkio.atomic_path(out) as tmp:
         if format == "onnx":
             _write_onnx(module, example, tmp, opset, meta)
@@ -311,6 +312,7 @@ def _export_int8(run: Run, fp32_path: Path, meta: dict, items: Items, batch_size
             return None if b is None else {INPUT_NAME: torch.stack([tf(calib.load(int(i))) for i in b]).numpy()}
 
     out = fp32_path.with_name(fp32_path.stem + ".int8.onnx")
+    tkio.remove_dead_temps(out)
     with tempfile.TemporaryDirectory() as td, tkio.atomic_path(out) as tmp:
         pre = Path(td) / "pre.onnx"
         with warnings.catch_warnings():

@@ -21,12 +21,41 @@ def _default_mode() -> int:
 FILE_MODE = _default_mode()
 
 
+def _writer_tag() -> str:
+    """`host_pid` in a temp file's name: who may still be writing it (see remove_dead_temps)."""
+    import socket
+
+    return f"{socket.gethostname()[:32].replace('.', '_').replace('-', '_')}_{os.getpid()}"
+
+
+def remove_dead_temps(path: str | os.PathLike) -> int:
+    """Remove the temp files of `path` that writers on this host left when killed (their pid is
+    gone): a killed export must not leave a model-sized file behind for every attempt."""
+    path = Path(path)
+    host = _writer_tag().rsplit("_", 1)[0]
+    n = 0
+    for tmp in path.parent.glob(f".{path.name}.{host}_*.tmp"):
+        pid = tmp.name[len(path.name) + len(host) + 3 :].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # still writing
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        tmp.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success fsync and rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_writer_tag()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:

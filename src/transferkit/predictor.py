@@ -102,7 +102,8 @@ class OnnxPredictor(Predictor):
         raw = session.get_modelmeta().custom_metadata_map.get(META_KEY)
         if not raw:
             raise TransferkitError(f"{path}: an ONNX file without transferkit metadata (labels, preprocessing); export it with `transferkit export RUN_DIR --format onnx`")
-        meta = json.loads(raw)
+        shape = session.get_outputs()[0].shape
+        meta = checked_metadata(raw, path, shape[-1] if shape and isinstance(shape[-1], int) else None)
         super().__init__(str(path), meta["labels"], meta["preprocessing"], meta)
         self.session = session
 
@@ -129,7 +130,7 @@ class TorchScriptPredictor(Predictor):
             raise TransferkitError(f"{path}: not a TorchScript file torch can load ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
         if not extra[TS_EXTRA]:
             raise TransferkitError(f"{path}: a TorchScript file without transferkit metadata; export it with `transferkit export RUN_DIR --format torchscript`")
-        meta = json.loads(extra[TS_EXTRA])
+        meta = checked_metadata(extra[TS_EXTRA], path)
         super().__init__(str(path), meta["labels"], meta["preprocessing"], meta)
         self.module = module.eval()
 
@@ -138,6 +139,33 @@ class TorchScriptPredictor(Predictor):
             return np.zeros((0, len(self.classes)), np.float32)
         with torch.inference_mode():
             return self.module(x)[0].float().numpy()
+
+
+MAX_LABELS = 100_000
+
+
+def checked_metadata(raw, path: Path, n_outputs: int | None = None) -> dict:
+    """An exported file's transferkit metadata, checked before anything is built from it: the
+    labels are names (as many as the model has outputs), the preprocessing is in range."""
+    from .run import _checked_data_config
+
+    again = "export it again with `transferkit export RUN_DIR`"
+    try:
+        meta = json.loads(raw)
+    except (TypeError, ValueError):
+        meta = None
+    if not isinstance(meta, dict):
+        raise TransferkitError(f"{path}: its transferkit metadata is damaged (not a JSON object); {again}")
+    labels = meta.get("labels")
+    if not (isinstance(labels, list) and 0 < len(labels) <= MAX_LABELS and all(isinstance(x, str) and x for x in labels)):
+        raise TransferkitError(f"{path}: its metadata has no valid labels (a list of class names); {again}")
+    if n_outputs is not None and n_outputs != len(labels):
+        raise TransferkitError(f"{path}: its metadata names {len(labels)} labels but the model has {n_outputs} outputs; {again}")
+    try:
+        meta["preprocessing"] = _checked_data_config(meta.get("preprocessing"), path)
+    except TransferkitError:
+        raise TransferkitError(f"{path}: its preprocessing metadata is missing or out of range (input_size, mean, std, ...); {again}") from None
+    return meta
 
 
 def load_predictor(source, what: str = "this command") -> Predictor:

@@ -78,7 +78,9 @@ def build_text_dataset(name: str, rows: list[tuple[str, str, str, str | None]], 
     given = [r[3] for r in ok]
     if any(g is None for g in given):
         given = None
-    classes = list(classes) if classes else sorted({r[2] for r in ok})
+    from .sources import _label_notes, _sort_labels  # the image CSVs' rules: 2 before 10, look-alikes noted
+
+    classes = list(classes) if classes else _sort_labels({r[2] for r in ok})
     index = {c: i for i, c in enumerate(classes)}
     return TextDataset(
         name=name,
@@ -90,6 +92,7 @@ def build_text_dataset(name: str, rows: list[tuple[str, str, str, str | None]], 
         root=None if root is None else str(root),
         texts=[r[1] for r in ok],
         ids=[r[0] for r in ok],
+        notes=_label_notes(classes),
     )
 
 
@@ -104,11 +107,25 @@ def is_text_table(path: Path, text_column: str | None = None) -> bool:
 
 
 def _read_header(path: Path) -> list[str]:
+    """The first line's cells (a bad byte further down must not hide the header)."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            return next(csv.reader(fh, delimiter=TABLE_SUFFIXES.get(path.suffix.lower(), ",")), [])
-    except (OSError, UnicodeDecodeError):
+        with open(path, "rb") as fh:
+            first = fh.readline(1 << 20).decode("utf-8-sig", errors="replace")
+    except OSError:
         return []
+    return next(csv.reader([first], delimiter=TABLE_SUFFIXES.get(path.suffix.lower(), ",")), [])
+
+
+def _not_utf8(path: Path) -> TransferkitError:
+    """The one-line refusal of a file that is not UTF-8, naming the first bad line and byte."""
+    data = path.read_bytes()
+    where = "not UTF-8 text"
+    try:
+        data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        where = f"line {line} is not UTF-8 text (byte 0x{data[exc.start]:02x})"
+    return TransferkitError(f"{path}: {where}; save the file as UTF-8 (e.g. Excel: Save As > CSV UTF-8)")
 
 
 def _pick_column(path: Path, columns: list[str], given: str | None, candidates: tuple[str, ...], what: str, flag: str, exclude: str | None = None) -> str:
@@ -195,11 +212,13 @@ def _read_records(path: Path) -> tuple[list[tuple[str, dict]], list[Skipped]]:
             # the row's first line number: a quoted cell may span several lines
             out, start = [], 2
             for r in reader:
+                if any("\0" in v for v in r.values() if isinstance(v, str)):
+                    raise TransferkitError(f"{path}: line {start} contains a NUL byte; this is not a text table (a spreadsheet or binary file saved as {path.suffix}?)")
                 out.append((f"{path.name}:{start}", {k: v for k, v in r.items() if k is not None}))
                 start = reader.line_num + 1
             return out, skipped
-    except UnicodeDecodeError as exc:
-        raise TransferkitError(f"{path}: not UTF-8 text ({exc}); save it as UTF-8") from None
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
     except csv.Error as exc:
         raise TransferkitError(f"{path}: malformed CSV ({exc}); check quoting, or use .tsv for tab-separated files") from None
 
