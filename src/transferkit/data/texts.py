@@ -94,13 +94,11 @@ def build_text_dataset(name: str, rows: list[tuple[str, str, str, str | None]], 
 
 
 def is_text_table(path: Path, text_column: str | None = None) -> bool:
-    """A .csv/.tsv holds texts (not image paths) when it has a text column and no path column."""
-    if path.suffix.lower() in JSONL_SUFFIXES:
-        return True
-    if text_column:
+    """A .csv/.tsv holds texts unless it has an image path column (and no text column)."""
+    if path.suffix.lower() in JSONL_SUFFIXES or text_column:
         return True
     header = {h.strip().lower() for h in _read_header(path)}
-    return bool(header & set(TEXT_COLUMNS)) and not header & set(PATH_COLUMNS)
+    return bool(header & set(TEXT_COLUMNS)) or not header & set(PATH_COLUMNS)
 
 
 def _read_header(path: Path) -> list[str]:
@@ -126,7 +124,8 @@ def _pick_column(path: Path, columns: list[str], given: str | None, candidates: 
     rest = [c for c in columns if c != exclude]
     if exclude is not None and len(rest) == 1:  # two columns, one recognised: the other is this one
         return rest[0]
-    raise TransferkitError(f"{path}: cannot tell which column holds the {what} (columns: {columns}); name it with {flag} NAME")
+    hint = " (a CSV of images needs a 'path' column)" if what == "texts" else ""
+    raise TransferkitError(f"{path}: cannot tell which column holds the {what} (columns: {columns}); name it with {flag} NAME{hint}")
 
 
 def load_text_table(path: str | os.PathLike, text_column: str | None = None, label_column: str | None = None) -> TextDataset:
