@@ -60,11 +60,18 @@ def test_class_folders_of_txt_files_and_a_split_folder(tmp_path):
             f = tmp_path / "news" / split / label / f"{i:03d}.txt"
             f.parent.mkdir(parents=True, exist_ok=True)
             f.write_text(text)
-    (tmp_path / "news" / "train" / "sport" / "photo.jpg").write_bytes(b"\xff\xd8")
+    (tmp_path / "news" / "train" / "sport" / "notes.md").write_text("not a text to learn from")
+    (tmp_path / "news" / "train" / "sport" / "Thumbs.db").write_bytes(b"\0")
     ds = tk.load_dataset(tmp_path / "news")
     assert ds.kind == "text" and len(ds) == 24 and sorted(set(ds.given_split)) == ["test", "train"]
     assert ds.display_path(0).startswith("train/money/")
-    assert [s.reason for s in ds.skipped] == ["not a .txt file (.jpg)"]
+    assert [s.reason for s in ds.skipped] == ["not a .txt file (.md)"]
+    assert [s.item for s in ds.ignored] == ["train/sport/Thumbs.db"]
+    # any image file makes it an image folder (its .txt files skipped); the error says why
+    (tmp_path / "news" / "train" / "sport" / "photo.jpg").write_bytes(b"\xff\xd8")
+    with pytest.raises(tk.TransferkitError, match=r"no readable images found.*24 .txt files were skipped: a folder is read as texts only when it holds no image files"):
+        tk.load_dataset(tmp_path / "news")
+    (tmp_path / "news" / "train" / "sport" / "photo.jpg").unlink()
     flat = tk.load_dataset(tmp_path / "news" / "train")
     assert flat.given_split is None and len(flat) == 12
 
@@ -88,9 +95,16 @@ def test_checks_and_splits_work_on_texts_unchanged(tmp_path):
         assert (plain.labels[a.test] == c).sum() > 0
 
 
-def test_image_csv_is_still_an_image_dataset(tiny_folder, tmp_path):
+def test_image_csv_and_image_folder_with_notes_stay_image_datasets(tiny_folder, tmp_path):
     write_csv(tmp_path / "imgs.csv", [(str(p), p.parent.name) for p in sorted(tiny_folder.rglob("*.png"))[:6]], header=("path", "label"))
     assert tk.load_dataset(tmp_path / "imgs.csv").kind == "image"
+    n_images = len(tk.load_dataset(tiny_folder))
+    for c in sorted(p for p in tiny_folder.iterdir() if p.is_dir()):  # more notes than images: still images
+        for k in range(3 * n_images):
+            (c / f"notes {k}.txt").write_text("taken with a phone")
+    ds = tk.load_dataset(tiny_folder)
+    assert ds.kind == "image" and len(ds) == n_images
+    assert sum(s.reason == "not an image file extension (.txt)" for s in ds.skipped) == 3 * n_images * len(ds.classes)
 
 
 def test_text_table_errors_name_the_file(tmp_path):
