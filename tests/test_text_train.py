@@ -173,6 +173,12 @@ def test_text_run_report_shows_snippets_and_truncation(runs):
             t = runs[strategy].metrics["data"]["truncation"]
             assert f"the first {MAX_LENGTH} tokens kept: {t['truncated']} of {t['of']} texts were longer" in overview["input"]
             assert f"{t['truncated']} of {t['of']} texts were longer" in page
+    # a run told its columns (--text-column/--label-column) finds its texts again for the report
+    rows = list(csv.reader(open(runs["tfidf"].config.data, newline="")))
+    named = write_csv(runs["tfidf"].dir.parent / "named.csv", [(r[1], r[0], r[2], "x") for r in rows[1:]], header=("tag", "words", "split", "source"))
+    run = tk.train(named, strategy="tfidf", text_column="words", label_column="tag", out=str(runs["tfidf"].dir.parent / "run-named"))
+    view = reload_dataset(load_run_facts(run.dir))
+    assert view.error is None and len(view.ds) == len(rows) - 1
     md = (runs["finetune"].dir / "report.md").read_text()
     assert "Misclassified test texts" in md and "flipped" in md
 
@@ -191,6 +197,13 @@ def test_hostile_text_run_config_is_refused(runs, tmp_path):
     (bad / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(tk.TransferkitError, match="extra.kind must be 'image' or 'text'"):
         tk.load_run(bad)
+    # a config.json asking for a huge encoder: refused from the file's shapes, nothing allocated
+    shutil.copy(runs["probe"].dir / "config.json", bad / "config.json")
+    enc = json.loads((bad / "encoder" / "config.json").read_text())
+    enc.update(hidden_size=2**16, intermediate_size=2**18)
+    (bad / "encoder" / "config.json").write_text(json.dumps(enc))
+    with pytest.raises(tk.TransferkitError, match="weights do not fit the run's encoder/config.json"):
+        tk.load_run(bad).predict(["goal match"])
 
 
 def test_offline_hub_name_fails_at_once_with_a_clear_message(tiny, monkeypatch):
