@@ -103,11 +103,12 @@ def is_text_table(path: Path, text_column: str | None = None) -> bool:
 
 
 def _read_header(path: Path) -> list[str]:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            return next(csv.reader(fh, delimiter=TABLE_SUFFIXES.get(path.suffix.lower(), ",")), [])
-    except (OSError, UnicodeDecodeError):
+    try:  # the first line only: a bad byte further down is the loader's to report, with its line
+        with open(path, "rb") as fh:
+            first = fh.readline(1 << 20).decode("utf-8-sig", errors="replace")
+    except OSError:
         return []
+    return next(csv.reader([first], delimiter=TABLE_SUFFIXES.get(path.suffix.lower(), ",")), [])
 
 
 def _pick_column(path: Path, columns: list[str], given: str | None, candidates: tuple[str, ...], what: str, flag: str, exclude: str | None = None) -> str:
