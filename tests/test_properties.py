@@ -123,6 +123,11 @@ def test_random_folder_layouts(layout, split_layout, fr, seed):
             if "not in train/" in msg:
                 assert any(not (root / "train" / c).is_dir() for c in layout if (root / "test" / c).is_dir())
             return
+        if ds.kind == "text":  # only .txt files (and OS metadata), no image at all: a folder of texts
+            assert not any(o != "ignore" and not p.endswith(".txt") for p, o in outcome.items())
+            assert {str(root / i) for i in ds.ids} == {p for p in outcome if p.endswith(".txt")}
+            assert {str(root / s.item) for s in ds.ignored} == {p for p, o in outcome.items() if o == "ignore"}
+            return
         assert set(ds.paths) == loadable  # nothing readable lost, nothing unreadable loaded
         assert {s.item for s in ds.skipped} == {p for p, o in outcome.items() if o == "skip"}
         assert {s.item for s in ds.ignored} == {p for p, o in outcome.items() if o == "ignore"}

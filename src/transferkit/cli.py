@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import signal
 import sys
 from pathlib import Path
@@ -154,11 +155,12 @@ def _predict_texts(a, run) -> None:
         raise TransferkitError("nothing to predict: give .txt files, folders of them, CSV/TSV/JSONL files with a text column, or --text TEXT")
     header = ["path"] + [f"{n}{j}" for j in range(1, k + 1) for n in ("label", "prob")] + ["error"]
     rows = []
+    out = csv.writer(sys.stdout, lineterminator="\n")  # quoted like the CSV file: ids and labels may hold commas
     for r in run.predict_text_iter(items, top_k=k):
         pairs = [v for lp in zip(r["labels"], (f"{p:.4f}" for p in r["probs"])) for v in lp]
         rows.append([r["path"], *pairs, *[""] * (2 * k - len(pairs)), r["error"]])
         if a.out is None:
-            print(",".join(str(v) for v in rows[-1]))
+            out.writerow(rows[-1])
     if a.out:
         tkio.write_csv(a.out, header, rows)
         print(f"wrote {len(rows)} rows to {a.out}", file=sys.stderr)
@@ -243,7 +245,11 @@ def _on_sigterm(signum, frame):  # `kill`, a scheduler's pre-emption: stop as cl
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    a = parser.parse_args(argv)
+    a, rest = parser.parse_known_args(argv)
+    if rest and a.command == "predict" and not any(r.startswith("-") for r in rest):
+        a.inputs = list(a.inputs) + rest  # inputs after an option: `predict RUN --text T file.txt`
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if not a.command:
         parser.print_help()
         return 0

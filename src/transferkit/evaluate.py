@@ -12,7 +12,7 @@ def evaluate(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict:
         return {"n": 0}
     labels = list(range(len(classes)))
     y_pred = proba.argmax(1)
-    clipped = np.clip(proba, 1e-7, 1.0)
+    clipped = np.clip(np.asarray(proba, dtype=np.float64), 1e-7, 1.0)  # float64: rows sum to 1 within log_loss's check
     clipped = clipped / clipped.sum(1, keepdims=True)
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     return {

@@ -50,13 +50,27 @@ def load_text_model(run_dir: Path, cfg, n_classes: int, model_file: str):
     enc_dir = run_dir / ENCODER_DIR
     if not (enc_dir / "config.json").is_file():
         raise TransferkitError(f"{run_dir}: a text run without {ENCODER_DIR}/config.json; the run folder is incomplete, train it again")
-    with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata() or {}
-    config = AutoConfig.from_pretrained(str(enc_dir), local_files_only=True)
-    tokenizer = AutoTokenizer.from_pretrained(str(enc_dir), local_files_only=True)
-    encoder = AutoModel.from_config(config)
-    head = build_head(meta.get("head", "linear"), int(config.hidden_size), n_classes, int(meta.get("hidden", cfg.hidden)))
-    model = TextTransferModel(encoder, head)
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+    except Exception as exc:  # noqa: BLE001 - any parse failure means a bad file
+        raise TransferkitError(f"{path}: not a valid safetensors file ({type(exc).__name__}: {str(exc)[:160]}); train again to rebuild it") from None
+    try:
+        config = AutoConfig.from_pretrained(str(enc_dir), local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(enc_dir), local_files_only=True)
+        hidden = int(meta.get("hidden", cfg.hidden))
+        # the model is first built without memory (meta device) and its shapes checked against
+        # the weights file's header: a hostile config.json cannot make us allocate more than the file holds
+        with torch.device("meta"):
+            skeleton = TextTransferModel(AutoModel.from_config(config), build_head(meta.get("head", "linear"), int(config.hidden_size), n_classes, hidden))
+        want = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+        if want != shapes:
+            bad = sorted(set(want) ^ set(shapes)) or sorted(k for k in want if want[k] != shapes[k])
+            raise TransferkitError(f"{path}: weights do not fit the run's encoder/config.json and labels (first difference: {bad[0]}); the run folder is damaged, train again")
+        model = TextTransferModel(AutoModel.from_config(config), build_head(meta.get("head", "linear"), int(config.hidden_size), n_classes, hidden))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TransferkitError(f"{enc_dir}: cannot rebuild the encoder ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); the run folder is damaged, train again") from None
     try:
         model.load_state_dict(load_file(str(path)), strict=True)
     except RuntimeError as exc:

@@ -51,9 +51,10 @@ class TfidfModel:
         for c in grid:
             clf = LogisticRegression(C=c, max_iter=2000, random_state=self.seed).fit(Xtr, ytr)
             if len(yva) and len(grid) > 1:
-                p = self._full_proba(clf, Xva)
+                p = np.clip(self._full_proba(clf, Xva), 1e-7, 1.0)
+                p /= p.sum(1, keepdims=True)
                 # accuracy first; log-loss breaks ties (large C is confident, not always better)
-                scores[c] = (float((p.argmax(1) == np.asarray(yva)).mean()), -float(log_loss(yva, np.clip(p, 1e-7, 1), labels=list(range(self.n_classes)))))
+                scores[c] = (float((p.argmax(1) == np.asarray(yva)).mean()), -float(log_loss(yva, p, labels=list(range(self.n_classes)))))
             else:
                 scores[c] = (0.0, 0.0)
             if best is None or scores[c] > scores[best[0]]:

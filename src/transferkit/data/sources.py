@@ -355,7 +355,9 @@ def _build(name, classes, paths, labels, given, skipped, root, check) -> ImageDa
             if given is not None:
                 ok_given.append(given[i])
     if not ok_paths:
-        raise TransferkitError(f"{root}: no readable images found" + (f" ({len(skipped)} files skipped, e.g. {skipped[0].item}: {skipped[0].reason})" if skipped else ""))
+        n_txt = sum(1 for s in skipped if str(s.item).lower().endswith(".txt"))
+        hint = f"; {n_txt} .txt files were skipped: a folder is read as texts only when it holds no image files, so remove or move those" if n_txt else ""
+        raise TransferkitError(f"{root}: no readable images found" + (f" ({len(skipped)} files skipped, e.g. {skipped[0].item}: {skipped[0].reason})" if skipped else "") + hint)
     return ImageDataset(
         name=name,
         classes=list(classes),

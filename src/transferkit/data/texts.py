@@ -48,6 +48,7 @@ class TextDataset(ItemDataset):
             keys=[self.keys[i] for i in idx],
             given_split=None if self.given_split is None else [self.given_split[i] for i in idx],
             skipped=self.skipped,
+            ignored=self.ignored,
             notes=self.notes,
             root=self.root,
             texts=[self.texts[i] for i in idx],
@@ -97,13 +98,11 @@ def build_text_dataset(name: str, rows: list[tuple[str, str, str, str | None]], 
 
 
 def is_text_table(path: Path, text_column: str | None = None) -> bool:
-    """A .csv/.tsv holds texts (not image paths) when it has a text column and no path column."""
-    if path.suffix.lower() in JSONL_SUFFIXES:
-        return True
-    if text_column:
+    """A .csv/.tsv holds texts unless it has an image path column (and no text column)."""
+    if path.suffix.lower() in JSONL_SUFFIXES or text_column:
         return True
     header = {h.strip().lower() for h in _read_header(path)}
-    return bool(header & set(TEXT_COLUMNS)) and not header & set(PATH_COLUMNS)
+    return bool(header & set(TEXT_COLUMNS)) or not header & set(PATH_COLUMNS)
 
 
 def _read_header(path: Path) -> list[str]:
@@ -143,7 +142,8 @@ def _pick_column(path: Path, columns: list[str], given: str | None, candidates: 
     rest = [c for c in columns if c != exclude]
     if exclude is not None and len(rest) == 1:  # two columns, one recognised: the other is this one
         return rest[0]
-    raise TransferkitError(f"{path}: cannot tell which column holds the {what} (columns: {columns}); name it with {flag} NAME")
+    hint = " (a CSV of images needs a 'path' column)" if what == "texts" else ""
+    raise TransferkitError(f"{path}: cannot tell which column holds the {what} (columns: {columns}); name it with {flag} NAME{hint}")
 
 
 def load_text_table(path: str | os.PathLike, text_column: str | None = None, label_column: str | None = None) -> TextDataset:
@@ -223,39 +223,66 @@ def _read_records(path: Path) -> tuple[list[tuple[str, dict]], list[Skipped]]:
         raise TransferkitError(f"{path}: malformed CSV ({exc}); check quoting, or use .tsv for tab-separated files") from None
 
 
+_JUNK_FILES = {".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db"}  # OS metadata: ignored, as in image folders
+FOLDER_SPLITS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "test": "test", "testing": "test"}
+
+
 def folder_holds_texts(root: Path) -> bool:
-    """A class folder (or train/ + test/ folder) whose files are mostly .txt holds texts."""
-    n_txt = n_other = 0
-    for p in root.rglob("*"):
-        if p.is_file() and not p.name.startswith("."):
-            if p.suffix.lower() in TEXT_SUFFIXES:
-                n_txt += 1
-            else:
-                n_other += 1
-            if n_txt + n_other >= 200:
-                break
-    return n_txt > n_other
+    """A folder holds texts when it has .txt files and no image file at all.
+
+    Any image (even a broken one) makes it an image folder, whose stray .txt files (notes,
+    licences) are skipped and listed; so a text folder is never taken for images or back.
+    """
+    from .images import IMAGE_EXTENSIONS
+
+    has_txt, seen = False, set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a symlink loop or a folder linked twice
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for f in filenames:
+            suffix = os.path.splitext(f)[1].lower()
+            if suffix in IMAGE_EXTENSIONS:
+                return False
+            has_txt = has_txt or suffix in TEXT_SUFFIXES
+    return has_txt
+
+
+def _dirs(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name.lower() not in ("__macosx",))
 
 
 def load_text_folder(root: str | os.PathLike) -> TextDataset:
-    """One sub-folder per class of .txt files; or train/ and test/ (and val/) folders of those,
-    whose split is kept."""
+    """One sub-folder per class of .txt files; or train/ and test/ (and/or val/) folders of
+    those, whose split is kept (the same layouts, and split folder names, as for images)."""
     root = Path(root)
-    subdirs = {p.name.lower(): p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
-    splits = [s for s in ("train", "val", "test") if s in subdirs] if {"train", "test"} <= set(subdirs) else [None]
+    subdirs = {p.name.lower(): p for p in _dirs(root)}
+    split_dirs = {FOLDER_SPLITS[n]: p for n, p in sorted(subdirs.items()) if n in FOLDER_SPLITS}
+    if "train" in split_dirs and len(split_dirs) >= 2:
+        bases = [(s, split_dirs[s]) for s in ("train", "val", "test") if s in split_dirs]
+    else:
+        if split_dirs and "train" not in split_dirs and all(_dirs(d) for d in subdirs.values()):
+            raise TransferkitError(f"{root}: has {'/, '.join(sorted(subdirs))}/ but no train/ folder; a split layout needs train/<class>/ beside test/ or val/")
+        bases = [(None, root)]
     skipped: list[Skipped] = []
+    ignored: list[Skipped] = []
     rows = []
     classes: set[str] = set()
-    for split in splits:
-        base = subdirs[split] if split else root
-        for cdir in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for split, base in bases:
+        for cdir in _dirs(base):
             if split not in (None, "train") and cdir.name not in classes:
-                raise TransferkitError(f"{cdir}: class '{cdir.name}' appears in {split}/ but not in train/; a model cannot learn it; add training texts or remove the folder")
+                raise TransferkitError(f"{cdir}: class '{cdir.name}' appears in {base.name}/ but not in train/; a model cannot learn it; add training texts or remove the folder")
             classes.add(cdir.name)
             for f in sorted(cdir.rglob("*")):
-                if f.is_dir() or f.name.startswith("."):
+                if f.is_dir():
                     continue
                 item = str(f.relative_to(root))
+                if f.name.startswith(".") or f.name.lower() in _JUNK_FILES or any(part.startswith(".") for part in f.relative_to(cdir).parts[:-1]):
+                    ignored.append(Skipped(item, "OS metadata / hidden file"))
+                    continue
                 if f.suffix.lower() not in TEXT_SUFFIXES:
                     skipped.append(Skipped(item, f"not a .txt file ({f.suffix or 'no extension'})"))
                     continue
@@ -270,4 +297,9 @@ def load_text_folder(root: str | os.PathLike) -> TextDataset:
                 rows.append((item, text, cdir.name, split))
     if not classes:
         raise TransferkitError(f"{root}: no class sub-folders; put each class's .txt files in its own sub-folder (e.g. {root}/sports/*.txt)")
-    return build_text_dataset(root.name, rows, skipped, root=root)
+    for p in sorted(root.iterdir()):
+        if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES:
+            skipped.append(Skipped(p.name, "text directly in the data folder, not in a class sub-folder (its class is unknown)"))
+    ds = build_text_dataset(root.name, rows, skipped, root=root)
+    ds.ignored = ignored
+    return ds

@@ -69,7 +69,7 @@ def reload_dataset(facts: RunFacts, dataset=None) -> DataView:
         sources = [s for s in (cfg.get("extra", {}).get("data_path"), cfg.get("data")) if s]
         for src in dict.fromkeys(sources):
             try:
-                ds = _load_quietly(load_dataset, src)
+                ds = _load_quietly(load_dataset, src, cfg)
                 break
             except (TransferkitError, OSError, ValueError) as exc:
                 error = f"the data at {src} could not be loaded again ({exc})"
@@ -81,11 +81,13 @@ def reload_dataset(facts: RunFacts, dataset=None) -> DataView:
     return DataView(ds, index)
 
 
-def _load_quietly(load_dataset, src):
+def _load_quietly(load_dataset, src, cfg: dict | None = None):
+    # the columns a text run was told to read (--text-column / --label-column), as in training
+    cols = {k: cfg[k] for k in ("text_column", "label_column") if (cfg or {}).get(k)}
     try:
-        return load_dataset(src, check_images=False)  # hashing only: no decode of every image
+        return load_dataset(src, check_images=False, **cols)  # hashing only: no decode of every image
     except TypeError:  # a loader without the option (e.g. text sources)
-        return load_dataset(src)
+        return load_dataset(src, **cols)
 
 
 def split_indices(facts: RunFacts, view: DataView, split: str) -> np.ndarray:
