@@ -44,6 +44,12 @@ def test_second_identical_run_does_not_run_the_backbone(tiny_folder, tmp_path):
     assert a["timing"]["backbone_runs"] == 72 and b["timing"]["backbone_runs"] == 0
     assert a["test"] == b["test"]  # same seed, same split, same metrics
     assert json.loads((tmp_path / "a" / "splits.json").read_text()) == json.loads((tmp_path / "b" / "splits.json").read_text())
+    # the whole photo by default; the backbone's own centre crop is other features (a new cache entry)
+    assert tk.load_run(tmp_path / "a").data_config["crop_pct"] == 1.0
+    tk.train(str(tiny_folder), out=str(tmp_path / "c"), image_size=64, crop_pct=None, cache_dir=str(tmp_path / "cache"), **TINY)
+    c = tk.load_run(tmp_path / "c")
+    assert c.data_config["crop_pct"] == tk.create_backbone(TINY["backbone"], pretrained=False).data_config["crop_pct"] < 1.0
+    assert json.loads((tmp_path / "c" / "metrics.json").read_text())["timing"]["backbone_runs"] == 72
 
 
 def test_mlp_head_and_history(tiny_folder, tmp_path):

@@ -96,6 +96,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weights", metavar="PATH", help="backbone weights from a local .safetensors or state-dict file")
     g.add_argument("--no-pretrained", dest="pretrained", action="store_false", help="random backbone weights (for ablations)")
     g.add_argument("--image-size", type=int, metavar="PX", help="input side in pixels (default: the backbone's own for probe; for trained strategies the data's native size when smaller, at least 128)")
+    g.add_argument("--crop-pct", type=float, metavar="F", help="centre share of each photo's shorter side given to the backbone (default: 1.0, the whole photo; ImageNet's own is 0.875)")
     g.add_argument("--val-size", type=float, help="fraction held out for validation (default: 0.15)")
     g.add_argument("--test-size", type=float, help="fraction held out for the test (default: 0.15; ignored when the data comes split)")
     g.add_argument("--seed", type=int, help="seed for the split and training (default: 0)")

@@ -39,6 +39,7 @@ class TrainConfig:
     head: str = "linear"  # probe classifier: linear (logistic regression) or mlp (1024 ReLU units)
     hidden: int = 1024  # units of the dense head's hidden layer (probe mlp head, head/partial/finetune)
     image_size: int | None = None  # input side in pixels; None: the backbone's own (probe), or chosen from the data's native size (trained strategies)
+    crop_pct: float | None = 1.0  # centre share of each photo's shorter side fed to a pretrained backbone; 1.0: the whole photo (default), None: the backbone's own (0.875 for ImageNet models)
     val_size: float = 0.15  # fraction of items for validation (model selection)
     test_size: float = 0.15  # fraction for the held-out test set (ignored when the data comes split)
     seed: int = 0  # drives the split and every random choice in training
@@ -82,6 +83,8 @@ class TrainConfig:
                 raise TransferkitError(f"--{name.replace('_', '-')} {v}: must be a fraction between 0 and 1 (e.g. 0.15)")
         if self.val_size + self.test_size >= 1.0:
             raise TransferkitError(f"--val-size {self.val_size} + --test-size {self.test_size} leave nothing to train on; keep their sum below 1")
+        if self.crop_pct is not None and not 0.3 <= self.crop_pct <= 1.0:
+            raise TransferkitError(f"--crop-pct {self.crop_pct}: use a share between 0.3 and 1.0 of the image's shorter side (1.0 keeps the whole photo)")
         if self.image_size is not None and not 16 <= self.image_size <= 1024:
             raise TransferkitError(f"--image-size {self.image_size}: use a side between 16 and 1024 pixels")
         if self.max_length is not None and self.max_length < 4:

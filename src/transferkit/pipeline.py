@@ -155,7 +155,7 @@ def _image_context(cfg: TrainConfig, ds, splits) -> Context:
         cfg.extra.update(weights_source="none (random init)", weights_id="")
     data_config = _data_config(cfg, ds, splits, backbone)
     if backbone is not None:
-        backbone = backbone.with_input_size(int(data_config["input_size"][-1]))
+        backbone = backbone.with_input_size(int(data_config["input_size"][-1])).with_crop(data_config["crop_pct"])
     cfg.extra.update(data_config=data_config, engine=cfg.engine if cfg.strategy == "probe" else "torch-eager-channels-last")  # probe: resolved when the backbone runs
     return Context(cfg, ds, splits, backbone, data_config=data_config)
 
@@ -166,7 +166,7 @@ def _data_config(cfg: TrainConfig, ds, splits, backbone) -> dict:
     from .train.data import baseline_data_config, choose_side, native_side
 
     if cfg.strategy == "probe":
-        return dict(backbone.with_input_size(cfg.image_size).data_config)
+        return dict(backbone.with_input_size(cfg.image_size).with_crop(cfg.crop_pct).data_config)
     own = int(backbone.data_config["input_size"][-1]) if backbone is not None else None
     if cfg.image_size:
         side, why = cfg.image_size, "--image-size"
@@ -176,7 +176,7 @@ def _data_config(cfg: TrainConfig, ds, splits, backbone) -> dict:
     cfg.extra["image_size_reason"] = why
     if backbone is None:
         return baseline_data_config(side)
-    return dict(backbone.with_input_size(side).data_config)
+    return dict(backbone.with_input_size(side).with_crop(cfg.crop_pct).data_config)
 
 
 def _resume_config(run_dir: str, data: str | None, options: dict) -> tuple[TrainConfig, dict]:

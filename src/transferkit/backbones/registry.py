@@ -66,6 +66,14 @@ class Backbone:
         cfg = dict(self.data_config, input_size=(3, int(size), int(size)))
         return Backbone(self.name, self.model, cfg, self.weights_source, self.weights_id, self.extra)
 
+    def with_crop(self, crop_pct: float | None) -> "Backbone":
+        """The same backbone fed the centre `crop_pct` of each image's shorter side (1.0: the
+        whole side; None: the backbone's own ratio)."""
+        if crop_pct is None or float(crop_pct) == float(self.data_config.get("crop_pct", 1.0)):
+            return self
+        cfg = dict(self.data_config, crop_pct=float(crop_pct))
+        return Backbone(self.name, self.model, cfg, self.weights_source, self.weights_id, self.extra)
+
     def preprocessing_id(self) -> str:
         c = self.data_config
         return f"{tuple(c['input_size'])}|{c['interpolation']}|{tuple(round(v, 6) for v in c['mean'])}|{tuple(round(v, 6) for v in c['std'])}|{c['crop_pct']}|{c.get('crop_mode', 'center')}"
