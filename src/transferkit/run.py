@@ -200,6 +200,18 @@ def _checked_text_config(dc, where: Path) -> dict:
     return dict(dc)
 
 
+def safetensors_header(path: Path) -> tuple[dict, dict]:
+    """(metadata, {tensor name: shape}) of a safetensors file, read from its header only, so
+    shapes can be checked before anything is allocated; a damaged file is a one-line error."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return fh.metadata() or {}, {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+    except Exception as exc:  # noqa: BLE001 - any parse failure means a bad file
+        raise TransferkitError(f"{path}: not a valid safetensors file ({type(exc).__name__}: {str(exc)[:160]}); train again to rebuild it") from None
+
+
 def _load_model(path: Path, cfg: TrainConfig, n_classes: int) -> torch.nn.Module:
     """Build the run's model and load its safetensors weights, checked against the file's own
     header first: shapes come from the file, so a hostile config cannot make us allocate more
@@ -207,18 +219,12 @@ def _load_model(path: Path, cfg: TrainConfig, n_classes: int) -> torch.nn.Module
     strategy's model), its backbone from the run's config; older runs (no spec) are probes."""
     import json
 
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
     from .backbones.registry import _resolve_arch
     from .model import build_model
 
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
-    except Exception as exc:  # noqa: BLE001 - any parse failure means a bad file
-        raise TransferkitError(f"{path}: not a valid safetensors file ({type(exc).__name__}: {str(exc)[:160]}); train again to rebuild it") from None
+    meta, shapes = safetensors_header(path)
     bad = f"{path}: the model description in its metadata is not one this transferkit version builds"
     if SPEC_KEY in meta:
         try:

@@ -33,12 +33,12 @@ def save_text_encoder(folder: Path, backbone) -> None:
 def load_text_model(run_dir: Path, cfg, n_classes: int, model_file: str):
     """(model, tokenizer): a TextTransferModel rebuilt from the run folder, or (TfidfModel, None)."""
     import torch
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
     from . import _compat  # noqa: F401
     from .heads import build_head
     from .model import TextTransferModel
+    from .run import safetensors_header
 
     path = run_dir / model_file
     if cfg.strategy == "tfidf":
@@ -50,12 +50,7 @@ def load_text_model(run_dir: Path, cfg, n_classes: int, model_file: str):
     enc_dir = run_dir / ENCODER_DIR
     if not (enc_dir / "config.json").is_file():
         raise TransferkitError(f"{run_dir}: a text run without {ENCODER_DIR}/config.json; the run folder is incomplete, train it again")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
-    except Exception as exc:  # noqa: BLE001 - any parse failure means a bad file
-        raise TransferkitError(f"{path}: not a valid safetensors file ({type(exc).__name__}: {str(exc)[:160]}); train again to rebuild it") from None
+    meta, shapes = safetensors_header(path)
     try:
         config = AutoConfig.from_pretrained(str(enc_dir), local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(str(enc_dir), local_files_only=True)

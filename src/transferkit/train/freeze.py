@@ -13,24 +13,23 @@ _FROZEN = "_tk_frozen"  # module attribute: True frozen, False explicitly traina
 _KEEP_STATS = "_tk_keep_stats"  # BN module attribute: trainable affine, running statistics kept
 
 
-def freeze(module: nn.Module) -> nn.Module:
-    """No gradients for `module`; it stays in eval mode under `train_mode`."""
+def _set_trainable(module: nn.Module, trainable: bool) -> nn.Module:
     for p in module.parameters():
-        p.requires_grad_(False)
+        p.requires_grad_(trainable)
     for m in module.modules():
         m.__dict__.pop(_FROZEN, None)
-    setattr(module, _FROZEN, True)
+    setattr(module, _FROZEN, not trainable)
     return module
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """No gradients for `module`; it stays in eval mode under `train_mode`."""
+    return _set_trainable(module, False)
 
 
 def unfreeze(module: nn.Module) -> nn.Module:
     """Gradients for every parameter of `module`; it trains under `train_mode`."""
-    for p in module.parameters():
-        p.requires_grad_(True)
-    for m in module.modules():
-        m.__dict__.pop(_FROZEN, None)
-    setattr(module, _FROZEN, False)
-    return module
+    return _set_trainable(module, True)
 
 
 def keep_bn_stats(module: nn.Module) -> None:
