@@ -37,7 +37,7 @@ demo: setup fashion-mnist
 	$(VENV)/bin/transferkit train fashion-mnist --strategy probe --image-size 112 --out runs/demo-fashion-mnist
 	@echo "report: runs/demo-fashion-mnist/report.html"
 
-test: setup browser
+test: setup browser fashion-mnist
 	$(PY) -m pytest -q
 
 # Speed benchmarks (not part of `make test`; long): tables + benchmarks/results/*.json.

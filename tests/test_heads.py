@@ -3,7 +3,7 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from transferkit.heads import fit_linear_head
+from transferkit.heads import C_GRID, PATH_PATIENCE, fit_linear_head
 
 
 def _blobs(n, d=20, k=4, seed=0):
@@ -37,3 +37,21 @@ def test_c_is_chosen_on_validation_and_absent_classes_are_never_predicted():
         pred = head(torch.from_numpy(Xv)).argmax(1).numpy()
     assert 3 not in set(pred)
     assert (pred[yv != 3] == yv[yv != 3]).mean() > 0.7
+
+
+def test_regularisation_path_stops_after_the_validation_loss_rises():
+    def noisy(n, seed):  # 5 informative features and 300 of noise, few items: weak regularisation overfits
+        rng = np.random.default_rng(seed)
+        y = rng.integers(0, 4, n)
+        centres = np.random.default_rng(7).normal(size=(4, 5))
+        return np.concatenate([centres[y] + rng.normal(size=(n, 5)), rng.normal(size=(n, 300))], 1).astype(np.float32), y
+
+    X, y = noisy(120, 0)
+    Xv, yv = noisy(300, 1)
+    head, info = fit_linear_head(X, y, Xv, yv, 4)
+    losses = info["val_log_loss_by_C"]
+    tried = list(losses)
+    assert tried == list(C_GRID[: len(tried)]) and len(tried) < len(C_GRID)  # walked strong to weak, stopped early
+    best = tried.index(info["C"])
+    assert tried[best + 1 :] and len(tried) - 1 - best == PATH_PATIENCE
+    assert all(losses[c] > losses[info["C"]] for c in tried[best + 1 :])

@@ -172,6 +172,23 @@ def test_augmentation_presets():
         tk.TrainConfig(data="x", augment="heavy").validate()
 
 
+def test_strong_augmentation_survives_every_op_at_its_largest_magnitude():
+    """RandAugment draws a magnitude around 9 per op; each op must work at the top of the
+    range it can draw (posterize once asked Pillow for 0 bits there and killed the epoch)."""
+    from PIL import Image
+    from timm.data.auto_augment import RandAugment
+
+    dc = create_backbone("test_efficientnet", pretrained=False).with_input_size(64).data_config
+    tf = build_transform(dc, "strong")
+    ra = next(t for t in tf.transforms if isinstance(t, RandAugment))
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 100, 3), dtype=np.uint8))
+    for op in ra.ops:
+        top = op.magnitude_max or 10
+        op.magnitude, op.magnitude_std, op.prob = top + 1, 0.0, 1.0  # clipped to the largest magnitude it can reach
+        out = op(img)
+        assert out.size == img.size and out.mode == "RGB", op.name
+
+
 def test_blocks_come_from_the_model_structure():
     body = create_backbone("test_efficientnet", pretrained=False).model
     blocks = backbone_blocks(body)

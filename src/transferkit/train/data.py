@@ -85,7 +85,10 @@ def build_transform(data_config: dict, augment: str = "none"):
         rotate = T.RandomRotation(10, interpolation=T.InterpolationMode.BILINEAR, fill=fill)
         return T.Compose([*primary.transforms, rotate, *secondary.transforms, *final.transforms])
     if augment == "strong":
-        return timm.data.create_transform(**cfg, is_training=True, scale=(0.25, 1.0), auto_augment="rand-m9-mstd0.5-inc1", re_prob=0.25)
+        # mmax9: RandAugment's magnitude (9, noise 0.5) is clipped at 9, not 10: at 10 timm's
+        # increasing posterize keeps 0 bits, which Pillow 13 refuses with a ValueError
+        # deep inside a DataLoader worker, a few dozen batches into an epoch
+        return timm.data.create_transform(**cfg, is_training=True, scale=(0.25, 1.0), auto_augment="rand-m9-mstd0.5-inc1-mmax9", re_prob=0.25)
     raise ValueError(f"unknown augmentation preset {augment!r}")
 
 
