@@ -123,8 +123,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     o.add_argument("--patience", type=int, help="stop after this many epochs without a lower validation loss; 0: never (default: 3)")
     o.add_argument("--augment", choices=["none", "light", "strong"], help="training augmentation from the backbone's data config (default: light; mlp: none)")
     o.add_argument("--unfreeze", type=int, metavar="N", help="partial: backbone blocks (images) or encoder layers (texts) trained, counted from the top (default: 2)")
-    o.add_argument("--body-lr-mult", type=float, help="partial/finetune: backbone learning rate as a multiple of --lr, for its top block/layer (default: 0.05)")
-    o.add_argument("--layer-decay", type=float, help="each backbone block/layer below the top learns at this times the rate above (default: 0.8)")
+    o.add_argument("--body-lr-mult", type=float, help="partial/finetune: backbone learning rate as a multiple of --lr, for its top block/layer (default: images 0.2, texts 0.05)")
+    o.add_argument("--layer-decay", type=float, help="each backbone block (images) or encoder layer (texts) below the top learns at this times the rate above (default: images 0.9, texts 0.8)")
     o.add_argument("--head-epochs", type=int, help="finetune: epochs training only the head before unfreezing everything (default: 2)")
     o.add_argument("--train-bn", action="store_true", help="update the batch-norm statistics of trainable pretrained layers (default: keep ImageNet's)")
 

@@ -25,6 +25,13 @@ STRATEGY_DEFAULTS = {
     "scratch": dict(epochs=30, augment="light"),
     "mlp": dict(epochs=30, augment="none"),
 }
+# What `body_lr_mult` / `layer_decay` = None resolve to, per kind of data. The decay is per
+# block (timm's fine-grained group_matcher) for images and per encoder layer for texts: an
+# ImageNet CNN has ~17 blocks (EfficientNet, MobileNetV3, ResNet-50), MiniLM-L6 6 layers. For
+# images the top block learns at lr x 0.2 and the stem at ~lr x 0.2 x 0.9^16 = lr / 27 (close
+# to fastai's slice(lr/100, lr)); 0.05 and 0.8 would leave the lower half of a CNN at < 1e-5,
+# i.e. frozen. For texts the top layer gets lr x 0.05 = 5e-5, the usual BERT fine-tuning rate.
+BODY_LR_DEFAULTS = {"image": dict(body_lr_mult=0.2, layer_decay=0.9), "text": dict(body_lr_mult=0.05, layer_decay=0.8)}
 ENGINES = ("auto", "torch", "onnx")  # see features/engines.py
 
 
@@ -53,8 +60,8 @@ class TrainConfig:
     # --- training (head, partial, finetune; images also scratch, mlp) ---
     epochs: int | None = None  # epochs in all (image finetune: head_epochs of them with the body frozen); None: the strategy's default
     lr: float = 1e-3  # peak learning rate of the new head (AdamW, warm-up then cosine); scratch/mlp: of the whole network
-    body_lr_mult: float = 0.05  # backbone learning rate = lr × this (the top layer/block; lower ones decay further)
-    layer_decay: float = 0.8  # each backbone layer/block below the top learns at this times the rate of the one above
+    body_lr_mult: float | None = None  # backbone learning rate = lr × this (the top layer/block; lower ones decay further); None: BODY_LR_DEFAULTS
+    layer_decay: float | None = None  # each backbone layer/block below the top learns at this times the rate of the one above; None: BODY_LR_DEFAULTS
     unfreeze: int = 2  # partial: how many top encoder layers (texts) or backbone blocks (images, timm's group_matcher) train
     dropout: float = 0.1  # dropout before the head's output layer (head / partial / finetune)
     weight_decay: float = 0.01  # images: AdamW decoupled weight decay (not applied to biases and norm layers)
@@ -91,7 +98,8 @@ class TrainConfig:
             raise TransferkitError(f"--max-length {self.max_length}: keep at least 4 tokens per text (e.g. 128 or 256)")
         if self.epochs is not None and self.epochs < 1:
             raise TransferkitError(f"--epochs {self.epochs}: train for at least 1 epoch")
-        if not (self.lr > 0 and self.body_lr_mult > 0 and 0 < self.layer_decay <= 1 and 0 <= self.dropout < 1 and self.unfreeze >= 0):
+        body_ok = (self.body_lr_mult is None or self.body_lr_mult > 0) and (self.layer_decay is None or 0 < self.layer_decay <= 1)
+        if not (self.lr > 0 and body_ok and 0 <= self.dropout < 1 and self.unfreeze >= 0):
             raise TransferkitError("--lr and --body-lr-mult must be positive, --layer-decay in (0, 1], --dropout in [0, 1), --unfreeze ≥ 0")
         if self.engine not in ENGINES:
             raise TransferkitError(f"--engine {self.engine}: unknown engine (choices: {', '.join(ENGINES)})")
@@ -113,8 +121,14 @@ class TrainConfig:
                 raise TransferkitError(f"--{flag} {v}: choose one of {', '.join(choices)}")
         return self
 
-    def resolve(self) -> "TrainConfig":
-        """Image runs: fill the per-strategy defaults (epochs, augment) so config.json says what ran."""
+    def resolve(self, kind: str = "image") -> "TrainConfig":
+        """Fill the defaults that depend on the data (body learning rates) and, for images, on
+        the strategy (epochs, augment), so config.json says what ran."""
+        for k, v in BODY_LR_DEFAULTS[kind].items():
+            if getattr(self, k) is None:
+                setattr(self, k, v)
+        if kind != "image":
+            return self
         for k, v in STRATEGY_DEFAULTS.get(self.strategy, {}).items():
             if getattr(self, k) is None:
                 setattr(self, k, v)

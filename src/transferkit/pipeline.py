@@ -93,6 +93,7 @@ def run_prepared(cfg: TrainConfig, ds, splits, checks, resume_state: dict | None
     cfg.extra["kind"] = ds.kind
     if Path(cfg.data).exists():  # so `transferkit report` finds the data from any working directory
         cfg.extra["data_path"] = str(Path(cfg.data).resolve())
+    cfg.resolve(ds.kind)
     if ds.kind == "text":
         ctx = _text_context(cfg, ds, splits)
     else:
@@ -143,7 +144,6 @@ def run_prepared(cfg: TrainConfig, ds, splits, checks, resume_state: dict | None
 
 def _image_context(cfg: TrainConfig, ds, splits) -> Context:
     """Images: the backbone (none for scratch/mlp) and the run's preprocessing."""
-    cfg.resolve()
     if Path(cfg.data).exists():  # so `transferkit report` finds the data from any working directory
         cfg.extra["data_path"] = str(Path(cfg.data).resolve())
     backbone = None
