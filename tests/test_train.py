@@ -219,3 +219,24 @@ def test_text_strategies_run_the_same_loop(tmp_path, monkeypatch):
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     # three topics with disjoint words, a random-weight 2-layer BERT, 15 test texts (chance: 1/3)
     assert run.metrics["val"]["accuracy"] >= 0.8 and run.metrics["test"]["accuracy"] >= 0.6
+
+
+def test_progress_bar_counts_every_training_item_of_each_epoch(capsys):
+    """The in-epoch bar (ProgressLog) is fed by the loop's on_batch_end hook, one update per step."""
+    from transferkit.train import Group, Loop, ProgressLog, Schedule, adamw
+
+    model = torch.nn.Linear(4, 2)
+    X, y = torch.randn(50, 4), torch.randint(0, 2, (50,))
+    seen = []
+
+    class Count(ProgressLog):
+        def on_batch_end(self, loop, n_items):
+            seen.append((loop.epoch + 1, n_items))
+            super().on_batch_end(loop, n_items)
+
+    opt = adamw([Group("all", list(model.parameters()), 1e-2)], 0.0)
+    loop = Loop(model, opt, Schedule(opt, [2 * 4], 1), torch.nn.CrossEntropyLoss(), epochs=2, callbacks=[Count("t: ", items_per_epoch=50)], channels_last=False)
+    loop.fit(lambda epoch, gen: [(X[s : s + 16], y[s : s + 16]) for s in range(0, 50, 16)])
+    assert [sum(n for e, n in seen if e == k) for k in (1, 2)] == [50, 50]
+    err = capsys.readouterr().err
+    assert "t: epoch 1/2" in err and "[transferkit] t: epoch 2/2: train loss" in err

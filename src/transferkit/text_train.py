@@ -47,7 +47,7 @@ def fit(
     schedule = Schedule(optimizer, [total], int(warmup_frac * total))
     callbacks = [BestWeights(), EarlyStopping(patience)]
     if progress:
-        callbacks.append(ProgressLog(f"{desc}: "))
+        callbacks.append(ProgressLog(f"{desc}: ", steps_per_epoch, unit="batch"))
     loop = Loop(model, optimizer, schedule, nn.CrossEntropyLoss(), epochs=epochs, callbacks=callbacks, seed=seed, channels_last=False, clip_grad_norm=1.0)
     loop.fit(lambda epoch, generator: train_batches(epoch), val_batches)
     model.eval()

@@ -1,5 +1,6 @@
 """Callbacks for `Loop`: each hook gets the loop; `loop.stop = True` ends training after the
-epoch. Hooks: on_train_begin, on_epoch_begin(epoch), on_epoch_end(epoch, logs), on_train_end.
+epoch. Hooks: on_train_begin, on_epoch_begin(epoch), on_batch_end(n_items), on_epoch_end(epoch,
+logs), on_train_end.
 `state_dict()`/`load_state_dict(state, loop)` carry a callback's state through `--resume`.
 Order matters where noted: Checkpoint goes last, so it saves the others' updated state."""
 from __future__ import annotations
@@ -19,6 +20,8 @@ class Callback:
     def on_train_begin(self, loop) -> None: ...
 
     def on_epoch_begin(self, loop, epoch: int) -> None: ...
+
+    def on_batch_end(self, loop, n_items: int) -> None: ...
 
     def on_epoch_end(self, loop, epoch: int, logs: dict) -> None: ...
 
@@ -117,12 +120,26 @@ class Unfreeze(Callback):
 
 
 class ProgressLog(Callback):
-    """One line per epoch on stderr."""
+    """A progress bar through each epoch (items/s; gone when the epoch ends), then one line per
+    epoch on stderr. `items_per_epoch` None: no bar (epochs of a few seconds)."""
 
-    def __init__(self, prefix: str = ""):
-        self.prefix = prefix
+    def __init__(self, prefix: str = "", items_per_epoch: int | None = None, unit: str = "img"):
+        self.prefix, self.items_per_epoch, self.unit, self.bar = prefix, items_per_epoch, unit, None
+
+    def on_epoch_begin(self, loop, epoch):
+        if self.items_per_epoch:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.items_per_epoch, desc=f"{self.prefix}epoch {epoch}/{loop.epochs}", unit=self.unit, leave=False, file=sys.stderr, mininterval=1.0, smoothing=0.1)
+
+    def on_batch_end(self, loop, n_items):
+        if self.bar is not None:
+            self.bar.update(n_items)
 
     def on_epoch_end(self, loop, epoch, logs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
         print(
             f"[transferkit] {self.prefix}epoch {epoch}/{loop.epochs}: train loss {logs['train_loss']:.4f} acc {logs['train_accuracy']:.3f}"
             f" | val loss {logs['val_loss']:.4f} acc {logs['val_accuracy']:.3f} | lr {logs['lr']:.2g} | {logs['seconds']:.1f} s",

@@ -89,6 +89,7 @@ class Loop:
                 tot += float(loss.detach()) * len(y)
                 correct += int((out.detach().argmax(1) == y).sum())
                 n += len(y)
+                self._call("on_batch_end", len(y))
             train_s = time.perf_counter() - t0
             self.train_items += n
             self.train_seconds += train_s

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..log import log
 from .callbacks import BestWeights, Checkpoint, EarlyStopping, ProgressLog
 from .data import ImageItems, build_transform, default_workers, loader, resize_hint
 from .freeze import count_trainable
@@ -64,7 +65,7 @@ def fit(ctx, plan: Plan):
     optimizer = adamw(plan.groups, cfg.weight_decay)
     schedule = Schedule(optimizer, [e * steps_per_epoch for e in plan.stage_epochs], int(round(cfg.warmup_epochs * steps_per_epoch)))
     best, stopper = BestWeights(), EarlyStopping(cfg.patience, start_epoch=plan.early_stop_from)
-    callbacks = [*plan.callbacks, best, stopper, ProgressLog(f"{cfg.strategy}: ")]
+    callbacks = [*plan.callbacks, best, stopper, ProgressLog(f"{cfg.strategy}: ", steps_per_epoch * bs if plan.features is None else None)]
     ckpt = Checkpoint(ctx.checkpoint_dir) if ctx.checkpoint_dir else None
     if ckpt:
         callbacks.append(ckpt)
@@ -79,6 +80,9 @@ def fit(ctx, plan: Plan):
     def val_batches():
         return loader(sets["val"], bs * 2, workers=default_workers(len(sp.val), cfg.workers)) if len(sp.val) else []
 
+    side = int(plan.data_config["input_size"][-1])
+    what = "cached features" if plan.features is not None else f"{side}x{side} px images, augment {cfg.augment}"
+    log(f"training {cfg.strategy}: {sum(plan.stage_epochs)} epochs (stages {plan.stage_epochs}) on {len(sp.train)} {what}, batch {bs}" + (f", resuming after epoch {loop.epoch}" if loop.epoch else ""))
     loop.fit(train_batches, val_batches)
     ctx.timing["train_s"] = sum(h["seconds"] for h in loop.history)  # training + per-epoch validation, resumed epochs included
     ctx.timing["train_items_per_s"] = loop.train_items / loop.train_seconds if loop.train_seconds else None
