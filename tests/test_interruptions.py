@@ -13,7 +13,9 @@ uninterrupted run's metrics and split, and leaves nothing beside the run folder.
 kills are timed (a timer in the child, a random time into the stage); the other half are
 crash points: the child SIGKILLs itself just before a random one of the file-system writes
 the stage makes (so the commit renames, which take microseconds, are hit too). Stages that
-write nothing (a probe's head fit) get timed kills only.
+write nothing (a probe's head fit) get timed kills only. Fine-tuning gets its own
+TK_KILLS_PER_STAGE kills in training, where the writes are its per-epoch checkpoints: each
+re-run resumes from the checkpoint the kill left (`train --resume`), which must load whole.
 
 To cover another strategy, add it to STRATEGIES; it must log its stage lines (see
 killkit.STAGES) and accept the same data.
@@ -254,6 +256,81 @@ def test_sigkill_at_random_moments_never_corrupts_and_reruns_match(strategy, bas
     kinds = [(s, k) for s, _, k, landed, code in log if code == -signal.SIGKILL and landed == s]
     assert len(kinds) == 3 * KILLS_PER_STAGE
     print(f"\n{strategy}: {len(kinds)} kills ({sum(k == 'op' for _, k in kinds)} at a write, {sum(k == 'timed' for _, k in kinds)} timed) in {len(log)} attempts; stage seconds {b['seconds']}; writes per stage {b['ops']}")
+
+
+FINETUNE = ["--strategy", "finetune", "--epochs", "3", "--head-epochs", "1", "--patience", "0"]
+
+
+@pytest.fixture(scope="module")
+def finetune_baseline(data, tmp_path_factory, forkserver):
+    """An uninterrupted fine-tuning run (3 epochs, a checkpoint after each): its metrics and
+    split, and the seconds and writes of its training stage, which place the kills."""
+    base = tmp_path_factory.mktemp("ft-baseline")
+    argv = ["train", str(data), *COMMON, *FINETUNE, "--out", str(base / "r")]
+    child = Child(forkserver, argv, base / "ft.log")
+    seconds = _stage_seconds(child)
+    return dict(argv=argv[:-2], metrics=metrics_of(base / "r"), splits=json.loads((base / "r" / "splits.json").read_text()), seconds=seconds, ops=child.ops())
+
+
+def assert_checkpoint_intact(ckpt: Path, epochs: int) -> int:
+    """The hidden checkpoint folder of an unfinished run: absent, or its state loads whole
+    (weights_only) and names a finished epoch. Returns that epoch (0: nothing to resume)."""
+    from transferkit.train import load_checkpoint
+
+    if not (ckpt / "last.pt").exists():
+        return 0
+    state = load_checkpoint(ckpt / "last.pt")
+    assert 1 <= state["epoch"] <= epochs and len(state["history"]) == state["epoch"], f"checkpoint at epoch {state['epoch']}"
+    assert json.loads((ckpt / "config.json").read_text())["strategy"] == "finetune"
+    return int(state["epoch"])
+
+
+def test_sigkill_while_fine_tuning_resumes_from_intact_checkpoints(finetune_baseline, forkserver, tmp_path):
+    """SIGKILL during fine-tuning (half timed, half just before one of the stage's writes: the
+    per-epoch checkpoints' temp files and renames). After every kill the checkpoint is absent
+    or loads whole; the next run resumes from it (`train --resume RUN`, or starts afresh when
+    no epoch had finished), kills accumulate in chains of TK_KILL_CHAIN, and the run that
+    finally completes has the uninterrupted run's metrics and split and leaves no checkpoint."""
+    b = finetune_baseline
+    rng = random.Random("kill-finetune")
+    out = tmp_path / "runs" / "r"
+    ckpt = out.parent / ".r.checkpoint"
+    fresh = b["argv"] + ["--out", str(out)]
+    n_ops, seconds = b["ops"].get("train", 0), b["seconds"].get("train", 0.0)
+    assert n_ops > 0 and seconds > 0, b
+    kills, attempts, resumed, log = 0, 0, 0, []
+    while kills < KILLS_PER_STAGE:
+        shutil.rmtree(out.parent, ignore_errors=True)
+        for _ in range(CHAIN):
+            if kills >= KILLS_PER_STAGE:
+                break
+            attempts += 1
+            assert attempts <= 4 * KILLS_PER_STAGE, f"could not land {KILLS_PER_STAGE} kills in training: {log[-5:]}"
+            done = assert_checkpoint_intact(ckpt, 3)
+            argv = ["train", "--resume", str(out)] if done else fresh
+            resumed += bool(done)
+            by_op = attempts % 2 == 1
+            kw = dict(kill_op=rng.randint(1, n_ops)) if by_op else dict(kill_delay=rng.uniform(0, seconds))
+            child = Child(forkserver, argv, tmp_path / f"ft-{attempts}.log", kill_stage="train", **kw)
+            code = child.wait()
+            landed = child.stage()
+            log.append(("op" if by_op else "timed", done, landed, code))
+            if code == 0:  # less was left to do than the kill's delay: a completed run
+                break
+            assert code == -signal.SIGKILL, child.text()[-3000:]
+            kills += landed == "train"
+            assert_checkpoint_intact(ckpt, 3)
+            assert not out.exists() or (out / "metrics.json").is_file(), "a run folder without its metrics"
+        if out.exists() and ckpt.exists():  # killed between committing the run folder and removing its checkpoint
+            assert log[-1][2] in ("write", "done"), log[-1]
+        if not out.exists() or ckpt.exists():  # what a user does next: the same command, or --resume
+            argv = ["train", "--resume", str(out)] if assert_checkpoint_intact(ckpt, 3) else fresh
+            code, text = run_to_end(forkserver, argv, tmp_path / f"ft-{attempts}-rerun.log")
+            assert code == 0, text[-3000:]
+        assert_run_complete(out, b["metrics"], b["splits"])
+        assert sorted(p.name for p in out.parent.iterdir()) == ["r"], "a checkpoint or partial folder was left beside the run"
+    assert resumed >= 1, log  # some re-runs continued from a checkpoint rather than starting over
+    print(f"\nfinetune: {kills} kills in training in {attempts} attempts, {resumed} resumed from a checkpoint; stage seconds {b['seconds']}; writes {b['ops']}")
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, forkserver):
