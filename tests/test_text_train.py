@@ -174,6 +174,23 @@ def test_text_run_report_shows_snippets_and_truncation(runs):
     assert "Misclassified test texts" in md and "flipped" in md
 
 
+def test_compare_on_texts_ranks_every_strategy_on_one_split(tiny, tmp_path):
+    """`compare` on a text CSV: tfidf, probe and head side by side, one split, a leaderboard
+    with numbers (no image size for texts) and a comparison page linking each run's page."""
+    out = tmp_path / "text-study"
+    rows = tk.compare(tiny["csv"], strategies="tfidf,probe,head", backbones=str(tiny["bert"]), out=str(out), max_length=MAX_LENGTH, batch_size=16, seed=0)
+    assert [r["error"] for r in rows] == ["", "", ""]  # "" = finished
+    assert [r["run_dir"] for r in rows] == ["tfidf", "probe-bert", "head-bert"]  # a local backbone folder by its name, one level under DIR
+    for r in rows:
+        assert 0 <= r["test_accuracy"] <= 1 and r["image_size"] is None and r["predict_ms"] > 0
+        assert (out / r["run_dir"] / "report.html").is_file()
+    assert next(r for r in rows if r["strategy"] == "tfidf")["test_accuracy"] >= 0.8  # the topics have their own words
+    splits = [json.loads((out / r["run_dir"] / "splits.json").read_text()) for r in rows]
+    assert all({k: sorted(s[k]) for k in ("train", "val", "test")} == {k: sorted(splits[0][k]) for k in ("train", "val", "test")} for s in splits)
+    page = (out / "report.html").read_text()
+    assert all(f'{r["run_dir"]}/report.html' in page for r in rows)
+
+
 def test_hostile_text_run_config_is_refused(runs, tmp_path):
     import shutil
 

@@ -17,6 +17,7 @@ A run that fails (a bad option, out of memory, a diverging loss) is recorded and
 """
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -78,6 +79,14 @@ def load_preset(name_or_path: str) -> dict:
     return preset
 
 
+def _backbone_label(backbone: str) -> str:
+    """A backbone as one safe folder-name part: a local folder or file (or a hub name like
+    `org/model`) by its last path part, anything but letters, digits, `._-` replaced — so a
+    run folder is always one level under DIR."""
+    last = re.split(r"[\\/]", backbone.rstrip("/\\"))[-1] or "backbone"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", last).strip(".") or "backbone"
+
+
 def _plan(strategies, backbones, preset) -> list[dict]:
     """The runs to do: [{'name', 'folder', 'options'}] (options: TrainConfig fields)."""
     runs = preset["runs"] if preset else [{"name": s, "strategy": s} for s in strategies]
@@ -85,7 +94,7 @@ def _plan(strategies, backbones, preset) -> list[dict]:
     for r in runs:
         opts = {k: v for k, v in r.items() if k != "name"}
         for b in ["none"] if opts["strategy"] in NO_BACKBONE else backbones:
-            folder = r["name"] if b == "none" else f"{r['name']}-{b}"
+            folder = r["name"] if b == "none" else f"{r['name']}-{_backbone_label(b)}"
             if folder in seen:
                 continue
             seen.add(folder)
@@ -170,6 +179,12 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
     return board
 
 
+def _image_size(cfg: TrainConfig) -> int | None:
+    """The input side a run's images were resized to; None for texts (no pixels)."""
+    size = (cfg.extra.get("data_config") or {}).get("input_size")
+    return int(size[-1]) if size else None
+
+
 def leaderboard_row(m: dict, cfg: TrainConfig) -> dict:
     t, mem, mod = m.get("timing", {}), m.get("memory", {}), m.get("model", {})
     peaks = [v for v in (mem.get("train_peak_mb"), mem.get("predict_peak_mb")) if v is not None]
@@ -186,7 +201,7 @@ def leaderboard_row(m: dict, cfg: TrainConfig) -> dict:
         "peak_mem_mb": max(peaks) if peaks else mem.get("peak_rss_mb"),
         "train_peak_mb": mem.get("train_peak_mb"),
         "predict_peak_mb": mem.get("predict_peak_mb"),
-        "image_size": int(cfg.extra["data_config"]["input_size"][-1]),
+        "image_size": _image_size(cfg),
         "epochs_run": mod.get("epochs_run"),
     }
 
