@@ -38,7 +38,7 @@ demo: setup fashion-mnist
 	@echo "report: runs/demo-fashion-mnist/report.html"
 
 test: setup browser fashion-mnist
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=10
 
 # Speed benchmarks (not part of `make test`; long): tables + benchmarks/results/*.json.
 # `make bench BENCH_ARGS=--quick` for a smoke run.

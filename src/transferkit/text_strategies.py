@@ -59,7 +59,7 @@ def fit_head_on_features(ctx: Context, X: np.ndarray, epochs: int, desc: str = "
     ztr, ytr = Z[sp.train], y[sp.train]
     val = (lambda: [(Z[sp.val], y[sp.val])]) if len(sp.val) else None
     steps = -(-len(sp.train) // FEATURE_BATCH)
-    history = fit(head, [{"params": list(head.parameters()), "lr": cfg.lr}], _feature_batches(ztr, ytr, cfg.seed), steps, val, epochs, patience=5, desc=desc, progress=False)
+    history = fit(head, [{"params": list(head.parameters()), "lr": cfg.lr}], _feature_batches(ztr, ytr, cfg.seed), steps, val, epochs, patience=5, desc=desc)
     head[0] = _folded_linear(head[0].weight.detach().numpy(), head[0].bias.detach().numpy(), mu, sd)
     return head.eval(), history
 
@@ -142,7 +142,7 @@ def _train_encoder(ctx: Context, n_trainable: int | None, desc: str) -> Trained:
             yield bb.tokenize([ds.texts[i] for i in idx]), y[idx]
 
     steps = -(-len(tr) // cfg.batch_size)
-    history = fit(model, groups, train_batches, steps, val_batches if len(sp.val) else None, cfg.epochs or ENCODER_EPOCHS, frozen=frozen, patience=2, desc=desc)
+    history = fit(model, groups, train_batches, steps, val_batches if len(sp.val) else None, cfg.epochs or ENCODER_EPOCHS, frozen=frozen, patience=2, desc=desc, progress_items=len(tr))
     ctx.timing["train_s"] = time.perf_counter() - t0
     for p in model.parameters():
         p.requires_grad = True

@@ -28,7 +28,7 @@ def fit(
     weight_decay: float = 0.01,
     patience: int = 3,
     desc: str = "training",
-    progress: bool = True,
+    progress_items: int | None = None,
     seed: int = 0,
 ) -> list[dict]:
     """Train `model` through the one training loop (`transferkit.train.Loop`): AdamW (one peak
@@ -46,8 +46,8 @@ def fit(
     total = max(1, epochs * steps_per_epoch)
     schedule = Schedule(optimizer, [total], int(warmup_frac * total))
     callbacks = [BestWeights(), EarlyStopping(patience)]
-    if progress:
-        callbacks.append(ProgressLog(f"{desc}: ", steps_per_epoch, unit="batch"))
+    if progress_items:  # a bar through each epoch, counting the training texts the loop reports
+        callbacks.append(ProgressLog(f"{desc}: ", progress_items, unit="text"))
     loop = Loop(model, optimizer, schedule, nn.CrossEntropyLoss(), epochs=epochs, callbacks=callbacks, seed=seed, channels_last=False, clip_grad_norm=1.0)
     loop.fit(lambda epoch, generator: train_batches(epoch), val_batches)
     model.eval()
