@@ -185,6 +185,10 @@ def test_compare_on_texts_ranks_every_strategy_on_one_split(tiny, tmp_path):
         assert 0 <= r["test_accuracy"] <= 1 and r["image_size"] is None and r["predict_ms"] > 0
         assert (out / r["run_dir"] / "report.html").is_file()
     assert next(r for r in rows if r["strategy"] == "tfidf")["test_accuracy"] >= 0.8  # the topics have their own words
+    # head trains on the embeddings probe extracted: it is charged for them at probe's measured rate
+    probe, head = rows[1], rows[2]
+    assert probe["features_s"] > 0 and head["features_s"] == pytest.approx(probe["features_s"], rel=0.1)  # per item: probe skips duplicate texts
+    assert head["train_s"] > head["features_s"] and rows[0]["features_s"] is None
     splits = [json.loads((out / r["run_dir"] / "splits.json").read_text()) for r in rows]
     assert all({k: sorted(s[k]) for k in ("train", "val", "test")} == {k: sorted(splits[0][k]) for k in ("train", "val", "test")} for s in splits)
     page = (out / "report.html").read_text()

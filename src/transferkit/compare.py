@@ -29,7 +29,7 @@ from .errors import TransferkitError
 
 LEADERBOARD_FIELDS = [
     "name", "strategy", "backbone", "test_accuracy", "macro_f1", "weighted_f1", "val_accuracy", "train_accuracy",
-    "params_total", "params_trainable", "train_s", "predict_ms", "peak_mem_mb", "train_peak_mb", "predict_peak_mb",
+    "params_total", "params_trainable", "train_s", "features_s", "predict_ms", "peak_mem_mb", "train_peak_mb", "predict_peak_mb",
     "image_size", "epochs_run", "run_dir", "error",
 ]  # fmt: skip
 DEFAULT_STRATEGIES = ("probe", "head", "finetune", "scratch", "mlp")
@@ -150,6 +150,7 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
 
     rows: list[dict] = []
     board: list[dict] = []
+    feature_rate: dict[tuple, float] = {}  # s per item of features extracted in this comparison, per backbone + input
     t0 = time.perf_counter()
     for i, item in enumerate(plan, 1):
         opts = {**options, **item["options"]}
@@ -158,7 +159,11 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
         try:
             cfg = TrainConfig(data=str(data), out=str(d / item["folder"]), **opts).validate()
             run = run_prepared(cfg, ds, splits, checks, reports=False)
-            row.update(leaderboard_row(run.metrics, run.config))
+            key = (opts.get("backbone"), opts.get("image_size"), opts.get("max_length"))
+            t = run.metrics.get("timing", {})
+            if t.get("backbone_runs") and t.get("extract_s"):
+                feature_rate.setdefault(key, t["extract_s"] / t["backbone_runs"])
+            row.update(leaderboard_row(run.metrics, run.config, feature_rate.get(key)))
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 - one failed run must not stop the comparison
@@ -185,8 +190,13 @@ def _image_size(cfg: TrainConfig) -> int | None:
     return int(size[-1]) if size else None
 
 
-def leaderboard_row(m: dict, cfg: TrainConfig) -> dict:
+def leaderboard_row(m: dict, cfg: TrainConfig, feature_s_per_item: float | None = None) -> dict:
+    """One leaderboard row from a run's metrics. `train_s` is what the run cost to train,
+    features included: extracted by this run, or read from the cache that an earlier run of
+    the same comparison filled, priced at that run's measured `feature_s_per_item` (else a
+    text head trained on the probe's cached embeddings would look 100x cheaper than the probe)."""
     t, mem, mod = m.get("timing", {}), m.get("memory", {}), m.get("model", {})
+    features_s = (t.get("extract_s") or 0.0) + (t.get("cached_items") or 0) * (feature_s_per_item or 0.0)
     peaks = [v for v in (mem.get("train_peak_mb"), mem.get("predict_peak_mb")) if v is not None]
     return {
         "test_accuracy": m["test"].get("accuracy"),
@@ -196,7 +206,8 @@ def leaderboard_row(m: dict, cfg: TrainConfig) -> dict:
         "train_accuracy": m["train"].get("accuracy"),
         "params_total": mod.get("params_total"),
         "params_trainable": mod.get("params_trainable"),
-        "train_s": (t.get("train_s") or 0.0) + (t.get("extract_s") or 0.0),  # a probe's training includes extracting its features
+        "train_s": (t.get("train_s") or 0.0) + features_s,
+        "features_s": features_s if (t.get("extract_s") is not None or t.get("cached_items")) else None,
         "predict_ms": (t["predict_s_per_item"] * 1000) if t.get("predict_s_per_item") is not None else None,
         "peak_mem_mb": max(peaks) if peaks else mem.get("peak_rss_mb"),
         "train_peak_mb": mem.get("train_peak_mb"),

@@ -14,7 +14,9 @@ Reads
     backbone          backbone name ("none" for baselines)
     test_accuracy, macro_f1, weighted_f1, val_accuracy, train_accuracy     fractions in [0, 1]
     params_total, params_trainable                                          counts
-    train_s           seconds to train (feature extraction included for cached-feature runs)
+    train_s           seconds to train, the features' cost included for cached-feature runs (their
+                      extraction, or cache hits priced at the rate measured when an earlier run of
+                      the comparison extracted them; `features_s` holds that part)
     predict_ms        milliseconds per item, end to end
     peak_mem_mb       MB, the run's peak memory (the leaderboard's "peak MB" column)
     run_dir           the run folder, relative to DIR (or absolute); null for a run that failed
