@@ -104,12 +104,15 @@ def run_child(argv: list[str], log_path: str, flush_every: int, kill_stage: str 
 
     extract.FLUSH_EVERY = flush_every  # several cache shards even on tiny data
     ops: dict[str, int] = {}
+    ops_lock = threading.Lock()
 
     def hook(event, args):
         if os.getpid() != me or not _is_write(event, args):  # a forked DataLoader worker inherits the hook
             return
-        ops[stream.stage] = ops.get(stream.stage, 0) + 1
-        if stream.stage == kill_stage and ops[stream.stage] == kill_op:
+        stage = stream.stage
+        with ops_lock:  # writes come from several threads (cache writer, decoding): count each once
+            n = ops[stage] = ops.get(stage, 0) + 1
+        if stage == kill_stage and n == kill_op:  # this thread's own count: another thread's write cannot skip it
             stream.flush()
             _die(kill_signal)
 
