@@ -89,6 +89,9 @@ def _die(sig=signal.SIGKILL) -> None:
 def run_child(argv: list[str], log_path: str, flush_every: int, kill_stage: str | None = None, kill_op: int = 0, kill_delay: float | None = None, kill_signal: int = signal.SIGKILL) -> None:
     me = os.getpid()
     os.setpgrp()  # a process group of its own, as a shell gives a command
+    # and Ctrl-C's default action, as a terminal's foreground command has it: a shell without job
+    # control starts `cmd &` with SIGINT ignored, and the forkserver would pass that on
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
