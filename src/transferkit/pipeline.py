@@ -144,8 +144,6 @@ def run_prepared(cfg: TrainConfig, ds, splits, checks, resume_state: dict | None
 
 def _image_context(cfg: TrainConfig, ds, splits) -> Context:
     """Images: the backbone (none for scratch/mlp) and the run's preprocessing."""
-    if Path(cfg.data).exists():  # so `transferkit report` finds the data from any working directory
-        cfg.extra["data_path"] = str(Path(cfg.data).resolve())
     backbone = None
     if cfg.strategy not in NO_BACKBONE:
         cfg.backbone = cfg.backbone or DEFAULT_BACKBONE
