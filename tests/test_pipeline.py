@@ -43,6 +43,13 @@ def test_second_identical_run_does_not_run_the_backbone(tiny_folder, tmp_path):
     a, b = (json.loads((tmp_path / x / "metrics.json").read_text()) for x in "ab")
     assert a["timing"]["backbone_runs"] == 72 and b["timing"]["backbone_runs"] == 0
     assert a["test"] == b["test"]  # same seed, same split, same metrics
+    # nor refit the head: the same features and settings give the earlier fit, priced as it cost
+    assert a["timing"]["head_cached"] is False and b["timing"]["head_cached"] is True
+    assert b["timing"]["head_fit_s"] == a["timing"]["head_fit_s"] and b["model"]["C"] == a["model"]["C"]
+    from safetensors.numpy import load_file
+
+    wa, wb = (load_file(tmp_path / x / "model.safetensors") for x in "ab")
+    assert wa.keys() == wb.keys() and all(np.array_equal(wa[k], wb[k]) for k in wa)
     assert json.loads((tmp_path / "a" / "splits.json").read_text()) == json.loads((tmp_path / "b" / "splits.json").read_text())
     # the whole photo by default; the backbone's own centre crop is other features (a new cache entry)
     assert tk.load_run(tmp_path / "a").data_config["crop_pct"] == 1.0

@@ -13,7 +13,6 @@ Every image strategy that trains a network runs the one loop in `transferkit.tra
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,7 +21,9 @@ from .backbones import Backbone
 from .config import TrainConfig
 from .data import ItemDataset, Splits
 from .features import extract_features
-from .heads import DenseHead, fit_linear_head, fit_mlp_head
+from .features.extract import feature_cache_for
+from .head_cache import fit_head_cached
+from .heads import DenseHead
 from .log import log
 
 
@@ -73,13 +74,11 @@ def probe(ctx: Context) -> Trained:
     cfg, ds, sp = ctx.config, ctx.dataset, ctx.splits
     X = cached_features(ctx)
     y = ds.labels
-    t0 = time.perf_counter()
     log(f"fitting the {cfg.head} head on {len(sp.train)} training items")
-    if cfg.head == "mlp":
-        head, info = fit_mlp_head(X[sp.train], y[sp.train], X[sp.val], y[sp.val], len(ds.classes), seed=cfg.seed, hidden=cfg.hidden)
-    else:
-        head, info = fit_linear_head(X[sp.train], y[sp.train], X[sp.val], y[sp.val], len(ds.classes), seed=cfg.seed)
-    ctx.timing["train_s"] = time.perf_counter() - t0
+    heads_dir = feature_cache_for(ctx.backbone, cfg.cache_dir).dir
+    heads_dir = heads_dir.parent.parent / "heads" / heads_dir.name  # beside the features it was fitted on
+    head, info, timing = fit_head_cached(cfg.head, X[sp.train], y[sp.train], X[sp.val], y[sp.val], len(ds.classes), heads_dir, seed=cfg.seed, hidden=cfg.hidden)
+    ctx.timing.update(timing)
     info.update(dim=X.shape[1], n_classes=len(ds.classes))
     with torch.no_grad():
         proba = {name: head(torch.from_numpy(X[getattr(sp, name)])).softmax(-1).numpy() for name in ("train", "val", "test")}

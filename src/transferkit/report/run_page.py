@@ -345,7 +345,8 @@ def performance_rows(facts: RunFacts) -> list[dict]:
         rows.append({"label": "peak memory, whole run (RSS)", "value": fmt(_float(mem["peak_rss_mb"]), 0, " MB"), "key": "memory.peak_rss_mb", "note": note})
     if t.get("extract_s") is not None:
         rows.append({"label": "feature extraction", "value": fmt_seconds(t["extract_s"]), "key": "timing.extract_s", "note": f"{fmt(t.get('backbone_runs'))} items through the backbone, {fmt(t.get('cached_items'))} from the cache"})
-    rows.append({"label": "training time", "value": fmt_seconds(t.get("train_s")), "key": "timing.train_s"})
+    cached = {"note": f"the head was reused from the cache: an earlier run fitted it on the same features and settings in {fmt_seconds(t.get('head_fit_s'))}"} if t.get("head_cached") else {}
+    rows.append({"label": "training time", "value": fmt_seconds(t.get("train_s")), "key": "timing.train_s", **cached})
     if t.get("total_s") is not None:
         rows.append({"label": "whole run", "value": fmt_seconds(t["total_s"]), "key": "timing.total_s", "note": "loading, checks, extraction, training, evaluation"})
     ps = t.get("predict_s_per_item")

@@ -1,0 +1,82 @@
+"""Fitted probe heads, kept beside the feature cache: a run whose head would be fitted on the
+very same numbers with the same settings reuses the earlier fit instead of repeating it.
+
+The key is a hash of everything the fit depends on: the training and validation feature
+matrices and labels (their bytes, so any change in features, split or labels misses), the
+head's settings, and the fitting code itself (heads.py's source, torch's and numpy's
+versions). A second `compare` on unchanged data therefore neither runs the backbone nor
+refits the probe. A damaged entry is dropped and the head fitted again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import heads
+from . import io as tkio
+from .log import log
+
+_CODE_ID: str | None = None
+
+
+def _code_id() -> str:
+    global _CODE_ID
+    if _CODE_ID is None:
+        src = Path(heads.__file__).read_bytes()
+        _CODE_ID = hashlib.blake2b(src + f"|torch {torch.__version__}|numpy {np.__version__}".encode(), digest_size=16).hexdigest()
+    return _CODE_ID
+
+
+def head_key(Xtr, ytr, Xva, yva, settings: dict) -> str:
+    h = hashlib.blake2b(digest_size=20)
+    h.update(json.dumps({**settings, "code": _code_id()}, sort_keys=True).encode())
+    for a in (Xtr, ytr, Xva, yva):
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def _build(info: dict, dim: int, n_classes: int) -> torch.nn.Module:
+    if info.get("head") == "mlp":
+        return heads.MLPHead(dim, n_classes, int(info["hidden"]))
+    return torch.nn.Linear(dim, n_classes)
+
+
+def fit_head_cached(kind: str, Xtr, ytr, Xva, yva, n_classes: int, cache_dir: Path | None, seed: int = 0, hidden: int = 1024) -> tuple[torch.nn.Module, dict, dict]:
+    """The probe's head (`kind` linear or mlp) fitted on these features, or the identical
+    earlier fit from `cache_dir` (None: always fit). Returns (head, info, timing): timing has
+    `train_s` (this call), `head_cached` and `head_fit_s` (what fitting took when it ran)."""
+    settings = {"kind": kind, "n_classes": int(n_classes), "seed": int(seed), **({"hidden": int(hidden)} if kind == "mlp" else {})}
+    path = None
+    t0 = time.perf_counter()
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"{head_key(Xtr, ytr, Xva, yva, settings)}.pt"
+        if path.is_file():
+            try:
+                saved = torch.load(path, map_location="cpu", weights_only=True)
+                head = _build(saved["info"], Xtr.shape[1], n_classes)
+                head.load_state_dict(saved["state"])
+                log(f"head reused from the cache (fitted on the same features and settings in {saved['fit_s']:.1f} s by an earlier run)")
+                return head.eval(), dict(saved["info"]), {"train_s": time.perf_counter() - t0, "head_cached": True, "head_fit_s": float(saved["fit_s"])}
+            except Exception as exc:  # noqa: BLE001 - a damaged entry: fit again and replace it
+                log(f"warning: {path}: unreadable cached head ({type(exc).__name__}); fitting it again")
+                path.unlink(missing_ok=True)
+    t1 = time.perf_counter()
+    if kind == "mlp":
+        head, info = heads.fit_mlp_head(Xtr, ytr, Xva, yva, n_classes, seed=seed, hidden=hidden)
+    else:
+        head, info = heads.fit_linear_head(Xtr, ytr, Xva, yva, n_classes, seed=seed)
+    fit_s = time.perf_counter() - t1
+    if path is not None:
+        try:
+            with tkio.atomic_path(path) as tmp:
+                torch.save({"state": head.state_dict(), "info": info, "fit_s": fit_s}, tmp)
+        except OSError as exc:  # a full or read-only cache costs the reuse, not the run
+            log(f"warning: could not keep the fitted head in {path.parent} ({exc.strerror or exc}); the run goes on")
+    return head, info, {"train_s": time.perf_counter() - t0, "head_cached": False, "head_fit_s": fit_s}

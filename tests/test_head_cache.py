@@ -1,0 +1,48 @@
+"""The probe's fitted-head cache: a hit only for the very same features, labels and settings."""
+import numpy as np
+import torch
+
+from transferkit.head_cache import fit_head_cached
+
+
+def _data(seed=0, n=120, d=16, k=3):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    X = (rng.normal(size=(n, d)) + 2.0 * np.eye(k, d)[y]).astype(np.float32)
+    return X[:90], y[:90], X[90:], y[90:]
+
+
+def _logits(head, X):
+    with torch.no_grad():
+        return head(torch.from_numpy(X)).numpy()
+
+
+def test_identical_fit_is_reused_and_any_change_refits(tmp_path):
+    Xtr, ytr, Xva, yva = _data()
+    h1, info1, t1 = fit_head_cached("linear", Xtr, ytr, Xva, yva, 3, tmp_path)
+    h2, info2, t2 = fit_head_cached("linear", Xtr, ytr, Xva, yva, 3, tmp_path)
+    assert not t1["head_cached"] and t2["head_cached"] and t2["head_fit_s"] == t1["head_fit_s"]
+    assert info2 == info1 and np.array_equal(_logits(h1, Xva), _logits(h2, Xva))
+    assert (_logits(h2, Xva).argmax(1) == yva).mean() > 0.8  # a real fit came back, not an empty head
+    ytr2 = ytr.copy()
+    ytr2[0] = (ytr2[0] + 1) % 3  # one label changed
+    Xtr2 = Xtr.copy()
+    Xtr2[5, 3] += 1e-3  # one feature value changed
+    for args in [(Xtr, ytr2, Xva, yva), (Xtr2, ytr, Xva, yva)]:
+        assert not fit_head_cached("linear", *args, 3, tmp_path)[2]["head_cached"]
+    assert not fit_head_cached("linear", Xtr, ytr, Xva, yva, 3, tmp_path, seed=1)[2]["head_cached"]
+    _, info_mlp, t_mlp = fit_head_cached("mlp", Xtr, ytr, Xva, yva, 3, tmp_path, hidden=8)
+    assert info_mlp["head"] == "mlp" and not t_mlp["head_cached"]
+    h4, _, t4 = fit_head_cached("mlp", Xtr, ytr, Xva, yva, 3, tmp_path, hidden=8)
+    assert t4["head_cached"] and h4[0].weight.shape == (8, 16)
+
+
+def test_damaged_entry_is_refitted_and_replaced(tmp_path):
+    Xtr, ytr, Xva, yva = _data()
+    fit_head_cached("linear", Xtr, ytr, Xva, yva, 3, tmp_path)
+    (entry,) = tmp_path.glob("*.pt")
+    entry.write_bytes(b"not a checkpoint")
+    h, _, t = fit_head_cached("linear", Xtr, ytr, Xva, yva, 3, tmp_path)
+    assert not t["head_cached"] and (_logits(h, Xva).argmax(1) == yva).mean() > 0.8
+    assert fit_head_cached("linear", Xtr, ytr, Xva, yva, 3, tmp_path)[2]["head_cached"]
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically: no temp files left
