@@ -121,7 +121,7 @@ def run_prepared(cfg: TrainConfig, ds, splits, checks, resume_state: dict | None
     out = RunFolder(out_path, protect)
     try:
         _write_run(out, ctx, trained, checks)
-        with PeakMemory() as mem_pred:  # the saved model loaded and predicting real items
+        with PeakMemory(full_collect=False) as mem_pred:  # the saved model loaded and predicting real items
             t_pred = _time_prediction(out, ds, splits)
         metrics = tkio.read_json(out / "metrics.json")
         metrics["timing"].update(t_pred, total_s=time.perf_counter() - t_start)
@@ -307,7 +307,7 @@ def _write_run(out: RunFolder, ctx: Context, trained, checks) -> None:
     tkio.write_csv(out / "predictions.csv", header, rows)
 
 
-def _time_prediction(out: RunFolder, ds, sp, n: int = 64) -> dict:
+def _time_prediction(out: RunFolder, ds, sp, n: int = 32) -> dict:
     """End-to-end prediction time per item (decode + preprocess + model), measured on up to
     `n` real test items with the saved model, loaded back as `predict` loads it."""
     import timm.data
