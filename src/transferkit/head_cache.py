@@ -75,6 +75,7 @@ def fit_head_cached(kind: str, Xtr, ytr, Xva, yva, n_classes: int, cache_dir: Pa
     fit_s = time.perf_counter() - t1
     if path is not None:
         try:
+            tkio.remove_dead_temps(path)  # what a writer of this entry killed mid-write left
             with tkio.atomic_path(path) as tmp:
                 torch.save({"state": head.state_dict(), "info": info, "fit_s": fit_s}, tmp)
         except OSError as exc:  # a full or read-only cache costs the reuse, not the run

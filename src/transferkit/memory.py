@@ -78,7 +78,7 @@ class PeakMemory:
 
         # garbage of an earlier phase is not this phase's memory; a full pass walks every live
         # object (~0.3 s with torch, timm and sklearn loaded), the young generations only the recent
-        gc.collect() if self.full_collect else gc.collect(1)
+        gc.collect(2 if self.full_collect else 1)
         rss = _rss_bytes()
         self.start_mb = None if rss is None else rss / 2**20
         if _reset_peak():

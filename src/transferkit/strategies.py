@@ -14,6 +14,7 @@ Every image strategy that trains a network runs the one loop in `transferkit.tra
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -21,7 +22,6 @@ from .backbones import Backbone
 from .config import TrainConfig
 from .data import ItemDataset, Splits
 from .features import extract_features
-from .features.extract import feature_cache_for
 from .head_cache import fit_head_cached
 from .heads import DenseHead
 from .log import log
@@ -75,8 +75,8 @@ def probe(ctx: Context) -> Trained:
     X = cached_features(ctx)
     y = ds.labels
     log(f"fitting the {cfg.head} head on {len(sp.train)} training items")
-    heads_dir = feature_cache_for(ctx.backbone, cfg.cache_dir).dir
-    heads_dir = heads_dir.parent.parent / "heads" / heads_dir.name  # beside the features it was fitted on
+    features_dir = Path(cfg.extra["feature_cache"])  # ROOT/features/<namespace>, set by cached_features
+    heads_dir = features_dir.parent.parent / "heads" / features_dir.name  # beside the features it is fitted on
     head, info, timing = fit_head_cached(cfg.head, X[sp.train], y[sp.train], X[sp.val], y[sp.val], len(ds.classes), heads_dir, seed=cfg.seed, hidden=cfg.hidden)
     ctx.timing.update(timing)
     info.update(dim=X.shape[1], n_classes=len(ds.classes))
