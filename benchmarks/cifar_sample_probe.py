@@ -38,8 +38,8 @@ def main() -> None:
         tr += list(rng.choice(np.where((ds.labels == c) & (split == "train"))[0], 400, replace=False))
         te += list(rng.choice(np.where((ds.labels == c) & (split == "test"))[0], 150, replace=False))
     tr, te = np.array(tr), np.array(te)
-    va = tr[::5]
-    fit = np.setdiff1d(tr, va)
+    va = np.arange(len(tr))[::5]  # positions in tr: a fifth for validation, the rest to fit
+    fit = np.setdiff1d(np.arange(len(tr)), va)
     with tempfile.TemporaryDirectory() as td:
         for spec in a.configs:
             name, size = spec.split(":")
@@ -48,9 +48,8 @@ def main() -> None:
             t0 = time.perf_counter()
             X = extract_features(bb, ds, np.concatenate([tr, te]), cache_dir=a.cache_dir or td, progress=False, stats=stats)
             dt = time.perf_counter() - t0
-            row = {int(k): j for j, k in enumerate(tr)}
-            Xtr = X[: len(tr)]
-            head, info = fit_linear_head(Xtr[[row[int(i)] for i in fit]], ds.labels[fit], Xtr[[row[int(i)] for i in va]], ds.labels[va], len(ds.classes))
+            Xtr, ytr = X[: len(tr)], ds.labels[tr]
+            head, info = fit_linear_head(Xtr[fit], ytr[fit], Xtr[va], ytr[va], len(ds.classes))
             with torch.no_grad():
                 acc = float((head(torch.from_numpy(X[len(tr) :])).argmax(1).numpy() == ds.labels[te]).mean())
             print(json.dumps({"backbone": name, "size": int(size), "sample_test_accuracy": round(acc, 4), "images_per_s": round(stats["computed"] / dt, 1) if stats["computed"] else None, "C": info["C"]}), flush=True)

@@ -42,12 +42,6 @@ def head_key(Xtr, ytr, Xva, yva, settings: dict) -> str:
     return h.hexdigest()
 
 
-def _build(info: dict, dim: int, n_classes: int) -> torch.nn.Module:
-    if info.get("head") == "mlp":
-        return heads.MLPHead(dim, n_classes, int(info["hidden"]))
-    return torch.nn.Linear(dim, n_classes)
-
-
 def fit_head_cached(kind: str, Xtr, ytr, Xva, yva, n_classes: int, cache_dir: Path | None, seed: int = 0, hidden: int = 1024) -> tuple[torch.nn.Module, dict, dict]:
     """The probe's head (`kind` linear or mlp) fitted on these features, or the identical
     earlier fit from `cache_dir` (None: always fit). Returns (head, info, timing): timing has
@@ -60,7 +54,7 @@ def fit_head_cached(kind: str, Xtr, ytr, Xva, yva, n_classes: int, cache_dir: Pa
         if path.is_file():
             try:
                 saved = torch.load(path, map_location="cpu", weights_only=True)
-                head = _build(saved["info"], Xtr.shape[1], n_classes)
+                head = heads.build_head(kind, Xtr.shape[1], n_classes, hidden)
                 head.load_state_dict(saved["state"])
                 log(f"head reused from the cache (fitted on the same features and settings in {saved['fit_s']:.1f} s by an earlier run)")
                 return head.eval(), dict(saved["info"]), {"train_s": time.perf_counter() - t0, "head_cached": True, "head_fit_s": float(saved["fit_s"])}
