@@ -19,8 +19,8 @@ def _logits(head, X):
 
 def test_identical_fit_is_reused_and_any_change_refits(tmp_path):
     Xtr, ytr, Xva, yva = _data()
-    h1, info1, t1 = fit_head_cached("linear", Xtr, ytr, Xva, yva, 3, tmp_path)
-    h2, info2, t2 = fit_head_cached("linear", Xtr, ytr, Xva, yva, 3, tmp_path)
+    h1, info1, t1, _ = fit_head_cached("linear", Xtr, ytr, Xva, yva, 3, tmp_path)
+    h2, info2, t2, _ = fit_head_cached("linear", Xtr, ytr, Xva, yva, 3, tmp_path)
     assert not t1["head_cached"] and t2["head_cached"] and t2["head_fit_s"] == t1["head_fit_s"]
     assert info2 == info1 and np.array_equal(_logits(h1, Xva), _logits(h2, Xva))
     assert (_logits(h2, Xva).argmax(1) == yva).mean() > 0.8  # a real fit came back, not an empty head
@@ -31,9 +31,9 @@ def test_identical_fit_is_reused_and_any_change_refits(tmp_path):
     for args in [(Xtr, ytr2, Xva, yva), (Xtr2, ytr, Xva, yva)]:
         assert not fit_head_cached("linear", *args, 3, tmp_path)[2]["head_cached"]
     assert not fit_head_cached("linear", Xtr, ytr, Xva, yva, 3, tmp_path, seed=1)[2]["head_cached"]
-    _, info_mlp, t_mlp = fit_head_cached("mlp", Xtr, ytr, Xva, yva, 3, tmp_path, hidden=8)
+    _, info_mlp, t_mlp, _ = fit_head_cached("mlp", Xtr, ytr, Xva, yva, 3, tmp_path, hidden=8)
     assert info_mlp["head"] == "mlp" and not t_mlp["head_cached"]
-    h4, _, t4 = fit_head_cached("mlp", Xtr, ytr, Xva, yva, 3, tmp_path, hidden=8)
+    h4, _, t4, _ = fit_head_cached("mlp", Xtr, ytr, Xva, yva, 3, tmp_path, hidden=8)
     assert t4["head_cached"] and h4[0].weight.shape == (8, 16)
 
 
@@ -42,7 +42,25 @@ def test_damaged_entry_is_refitted_and_replaced(tmp_path):
     fit_head_cached("linear", Xtr, ytr, Xva, yva, 3, tmp_path)
     (entry,) = tmp_path.glob("*.pt")
     entry.write_bytes(b"not a checkpoint")
-    h, _, t = fit_head_cached("linear", Xtr, ytr, Xva, yva, 3, tmp_path)
+    h, _, t, _ = fit_head_cached("linear", Xtr, ytr, Xva, yva, 3, tmp_path)
     assert not t["head_cached"] and (_logits(h, Xva).argmax(1) == yva).mean() > 0.8
     assert fit_head_cached("linear", Xtr, ytr, Xva, yva, 3, tmp_path)[2]["head_cached"]
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically: no temp files left
+
+
+def test_refit_sees_validation_and_the_heldout_fit_is_kept_beside_it(tmp_path):
+    from transferkit.heads import fit_linear_head
+
+    Xtr, ytr, Xva, yva = _data(seed=3)
+    head, info, t, heldout = fit_head_cached("linear", Xtr, ytr, Xva, yva, 3, tmp_path, power="auto", refit=True)
+    alone, alone_info = fit_linear_head(Xtr, ytr, Xva, yva, 3, power="auto")
+    assert info["C"] == alone_info["C"] and info["power"] == alone_info["power"]
+    assert np.allclose(_logits(heldout, Xva), _logits(alone, Xva), atol=1e-5)  # the validation metrics' head never saw validation
+    both, _ = fit_linear_head(np.concatenate([Xtr, Xva]), np.concatenate([ytr, yva]), Xva[:0], yva[:0], 3, C=info["C"], power=info["power"])
+    assert np.allclose(_logits(head, Xva), _logits(both, Xva), atol=1e-5)
+    assert not np.allclose(_logits(head, Xva), _logits(heldout, Xva), atol=1e-3)
+    assert info["refit"]["items"] == len(ytr) + len(yva)
+    h2, info2, t2, heldout2 = fit_head_cached("linear", Xtr, ytr, Xva, yva, 3, tmp_path, power="auto", refit=True)
+    assert t2["head_cached"] and info2 == info
+    assert np.array_equal(_logits(h2, Xva), _logits(head, Xva)) and np.array_equal(_logits(heldout2, Xva), _logits(heldout, Xva))
+    assert not fit_head_cached("linear", Xtr, ytr, Xva, yva, 3, tmp_path, power="auto", refit=False)[2]["head_cached"]  # other settings: another entry

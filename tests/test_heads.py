@@ -1,9 +1,10 @@
 """The linear probe solves scikit-learn's logistic-regression objective (torch L-BFGS)."""
 import numpy as np
+import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from transferkit.heads import C_GRID, PATH_PATIENCE, fit_linear_head
+from transferkit.heads import C_GRID, PATH_PATIENCE, LinearHead, build_head, fit_linear_head
 
 
 def _blobs(n, d=20, k=4, seed=0):
@@ -55,3 +56,37 @@ def test_regularisation_path_stops_after_the_validation_loss_rises():
     best = tried.index(info["C"])
     assert tried[best + 1 :] and len(tried) - 1 - best == PATH_PATIENCE
     assert all(losses[c] > losses[info["C"]] for c in tried[best + 1 :])
+
+
+def _sparse_heavy_tailed(n, seed):
+    """Non-negative features like pooled CNN activations: mostly small, a few very large (the
+    class signal is in which channels fire, not how hard)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    fire = rng.random((n, 30)) < np.where(np.eye(3, 30, dtype=bool)[y] | (np.arange(30) % 3 == y[:, None]), 0.6, 0.15)
+    return (fire * np.exp(rng.normal(0.0, 1.5, (n, 30)))).astype(np.float32), y
+
+
+def test_feature_power_is_chosen_on_validation_and_applied_by_the_head():
+    X, y = _sparse_heavy_tailed(400, 0)
+    Xv, yv = _sparse_heavy_tailed(400, 1)
+    head, info = fit_linear_head(X, y, Xv, yv, 3, power="auto")
+    paths = info["val_log_loss_by_power"]
+    assert set(paths) == {"none", "sqrt"}
+    best = {k: min(v.values()) for k, v in paths.items()}
+    assert info["power"] == min(best, key=best.get) == "sqrt"  # the root wins on heavy-tailed features
+    assert isinstance(head, LinearHead) and head.power == 0.5
+    sq, _ = fit_linear_head(X, y, Xv, yv, 3, power="sqrt")
+    with torch.no_grad():
+        out = head(torch.from_numpy(Xv))
+        manual = torch.from_numpy(np.sqrt(Xv)) @ head.weight.T + head.bias  # the head takes raw features
+        assert torch.allclose(out, manual, atol=1e-5) and torch.allclose(out, sq(torch.from_numpy(Xv)), atol=1e-5)
+    signed = torch.tensor([[-4.0] + [0.0] * 29])
+    with torch.no_grad():
+        assert torch.allclose(head(signed), -2.0 * head.weight[:, 0] + head.bias)  # sign(x)·|x|^0.5
+    rebuilt = build_head("linear", 30, 3, power=0.5)
+    rebuilt.load_state_dict(head.state_dict())  # same parameters as nn.Linear: the power lives in the spec
+    with torch.no_grad():
+        assert torch.equal(rebuilt(torch.from_numpy(Xv)), out)
+    with pytest.raises(ValueError, match="unknown feature power"):
+        fit_linear_head(X, y, Xv, yv, 3, power="cube")

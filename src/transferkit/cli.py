@@ -110,6 +110,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", type=int, help="data-loading processes (default: half the CPUs, at most 4)")
     h = p.add_argument_group("heads")
     h.add_argument("--head", choices=["linear", "mlp"], help="probe classifier: logistic regression, or a ReLU layer + softmax (default: linear)")
+    h.add_argument("--feature-power", choices=["auto", "none", "sqrt"], help="probe linear head: sqrt takes the signed square root of every feature first (evens out the few very strong channels of pooled CNN features); auto (default) tries both and keeps the one with the lower validation log-loss")
+    h.add_argument("--no-refit", dest="refit", action="store_false", help="probe linear head: keep the fit on the training split only (default: once C is chosen on validation, fit again on train + validation; validation metrics still come from the first fit)")
     h.add_argument("--hidden", "--head-hidden", dest="hidden", type=int, metavar="N", help="units of the head's hidden layer (default: 1024)")
     h.add_argument("--dropout", type=float, help="dropout before the head's output layer (default: 0.1)")
     h.add_argument("--batch-norm", action="store_true", help="batch-norm after the head's hidden layer")

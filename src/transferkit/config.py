@@ -12,6 +12,7 @@ IMAGE_ONLY = ("scratch", "mlp")  # baselines for images (trained from random ini
 TRAINED = ("head", "partial", "finetune", "scratch", "mlp")  # image strategies that run the training loop (train/)
 NO_BACKBONE = ("scratch", "mlp", "tfidf")  # baselines without a pretrained backbone
 HEADS = ("linear", "mlp")
+FEATURE_POWERS = ("auto", "none", "sqrt")  # see heads.POWERS
 AUGMENTS = ("none", "light", "strong")
 CLASS_WEIGHTS = ("none", "balanced")
 
@@ -44,6 +45,8 @@ class TrainConfig:
     weights: str | None = None  # local .safetensors / state-dict file for the backbone
     pretrained: bool = True  # False: random backbone weights (tests, ablations)
     head: str = "linear"  # probe classifier: linear (logistic regression) or mlp (1024 ReLU units)
+    feature_power: str = "auto"  # probe linear head: none | sqrt (signed square root of the features) | auto: the one with the lower validation log-loss
+    refit: bool = True  # probe linear head: after C and the power are chosen on validation, fit again on train + validation (validation metrics stay those of the fit that did not see it)
     hidden: int = 1024  # units of the dense head's hidden layer (probe mlp head, head/partial/finetune)
     image_size: int | None = None  # input side in pixels; None: the backbone's own (probe), or chosen from the data's native size (trained strategies)
     crop_pct: float | None = 1.0  # centre share of each photo's shorter side fed to a pretrained backbone; 1.0: the whole photo (default), None: the backbone's own (0.875 for ImageNet models)
@@ -84,6 +87,8 @@ class TrainConfig:
             raise TransferkitError(f"unknown strategy '{self.strategy}'" + (f"; did you mean {close[0]}?" if close else "") + f" (choices: {', '.join(STRATEGIES)})")
         if self.head not in HEADS:
             raise TransferkitError(f"unknown head '{self.head}' (choices: {', '.join(HEADS)})")
+        if self.feature_power not in FEATURE_POWERS:
+            raise TransferkitError(f"--feature-power {self.feature_power}: choose one of {', '.join(FEATURE_POWERS)}")
         for name in ("val_size", "test_size"):
             v = getattr(self, name)
             if not 0.0 <= v < 1.0:

@@ -42,11 +42,18 @@ def head_key(Xtr, ytr, Xva, yva, settings: dict) -> str:
     return h.hexdigest()
 
 
-def fit_head_cached(kind: str, Xtr, ytr, Xva, yva, n_classes: int, cache_dir: Path | None, seed: int = 0, hidden: int = 1024) -> tuple[torch.nn.Module, dict, dict]:
+def fit_head_cached(kind: str, Xtr, ytr, Xva, yva, n_classes: int, cache_dir: Path | None, seed: int = 0, hidden: int = 1024, power: str = "none", refit: bool = False) -> tuple[torch.nn.Module, dict, dict, torch.nn.Module]:
     """The probe's head (`kind` linear or mlp) fitted on these features, or the identical
-    earlier fit from `cache_dir` (None: always fit). Returns (head, info, timing): timing has
-    `train_s` (this call), `head_cached` and `head_fit_s` (what fitting took when it ran)."""
-    settings = {"kind": kind, "n_classes": int(n_classes), "seed": int(seed), **({"hidden": int(hidden)} if kind == "mlp" else {})}
+    earlier fit from `cache_dir` (None: always fit). Linear heads: `power` as in
+    heads.fit_linear_head; `refit`: once C and the power are chosen on validation, the head is
+    fitted again at them on train + validation (scikit-learn's LogisticRegressionCV refit).
+
+    Returns (head, info, timing, heldout_head): timing has `train_s` (this call), `head_cached`
+    and `head_fit_s` (what fitting took when it ran); `heldout_head` is the fit that never saw
+    the validation items (the head itself unless refitted), for honest validation metrics."""
+    linear = kind != "mlp"
+    refit = bool(refit and linear and len(yva))
+    settings = {"kind": kind, "n_classes": int(n_classes), "seed": int(seed), **({"hidden": int(hidden)} if not linear else {"power": power, "refit": refit})}
     path = None
     t0 = time.perf_counter()
     if cache_dir is not None:
@@ -54,24 +61,32 @@ def fit_head_cached(kind: str, Xtr, ytr, Xva, yva, n_classes: int, cache_dir: Pa
         if path.is_file():
             try:
                 saved = torch.load(path, map_location="cpu", weights_only=True)
-                head = heads.build_head(kind, Xtr.shape[1], n_classes, hidden)
-                head.load_state_dict(saved["state"])
+                info = dict(saved["info"])
+                built = [heads.build_head(kind, Xtr.shape[1], n_classes, hidden, power=heads.POWERS[info.get("power", "none")]) for _ in range(2)]
+                built[0].load_state_dict(saved["state"])
+                built[1].load_state_dict(saved["heldout_state"] if refit else saved["state"])
                 log(f"head reused from the cache (fitted on the same features and settings in {saved['fit_s']:.1f} s by an earlier run)")
-                return head.eval(), dict(saved["info"]), {"train_s": time.perf_counter() - t0, "head_cached": True, "head_fit_s": float(saved["fit_s"])}
+                return built[0].eval(), info, {"train_s": time.perf_counter() - t0, "head_cached": True, "head_fit_s": float(saved["fit_s"])}, built[1].eval()
             except Exception as exc:  # noqa: BLE001 - a damaged entry: fit again and replace it
                 log(f"warning: {path}: unreadable cached head ({type(exc).__name__}); fitting it again")
                 path.unlink(missing_ok=True)
     t1 = time.perf_counter()
-    if kind == "mlp":
+    if not linear:
         head, info = heads.fit_mlp_head(Xtr, ytr, Xva, yva, n_classes, seed=seed, hidden=hidden)
     else:
-        head, info = heads.fit_linear_head(Xtr, ytr, Xva, yva, n_classes, seed=seed)
+        head, info = heads.fit_linear_head(Xtr, ytr, Xva, yva, n_classes, seed=seed, power=power)
+    heldout = head
+    if refit:
+        log(f"refitting the head at C = {info['C']:g} on train + validation ({len(ytr) + len(yva)} items)")
+        t2 = time.perf_counter()
+        head, _ = heads.fit_linear_head(np.concatenate([Xtr, Xva]), np.concatenate([ytr, yva]), Xva[:0], yva[:0], n_classes, seed=seed, C=info["C"], power=info["power"])
+        info["refit"] = {"on": "train+val", "items": int(len(ytr) + len(yva)), "fit_s": round(time.perf_counter() - t2, 2)}
     fit_s = time.perf_counter() - t1
     if path is not None:
         try:
             tkio.remove_dead_temps(path)  # what a writer of this entry killed mid-write left
             with tkio.atomic_path(path) as tmp:
-                torch.save({"state": head.state_dict(), "info": info, "fit_s": fit_s}, tmp)
+                torch.save({"state": head.state_dict(), "heldout_state": heldout.state_dict(), "info": info, "fit_s": fit_s}, tmp)
         except OSError as exc:  # a full or read-only cache costs the reuse, not the run
             log(f"warning: could not keep the fitted head in {path.parent} ({exc.strerror or exc}); the run goes on")
-    return head, info, {"train_s": time.perf_counter() - t0, "head_cached": False, "head_fit_s": fit_s}
+    return head, info, {"train_s": time.perf_counter() - t0, "head_cached": False, "head_fit_s": fit_s}, heldout

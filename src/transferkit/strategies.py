@@ -23,7 +23,7 @@ from .config import TrainConfig
 from .data import ItemDataset, Splits
 from .features import extract_features
 from .head_cache import fit_head_cached
-from .heads import DenseHead
+from .heads import POWERS, DenseHead
 from .log import log
 
 
@@ -71,18 +71,23 @@ def probe(ctx: Context) -> Trained:
     """Backbone features computed once (cached on disk), a classifier fitted on them."""
     import torch
 
+    from .model import TransferModel
+
     cfg, ds, sp = ctx.config, ctx.dataset, ctx.splits
     X = cached_features(ctx)
     y = ds.labels
     log(f"fitting the {cfg.head} head on {len(sp.train)} training items")
     features_dir = Path(cfg.extra["feature_cache"])  # ROOT/features/<namespace>, set by cached_features
     heads_dir = features_dir.parent.parent / "heads" / features_dir.name  # beside the features it is fitted on
-    head, info, timing = fit_head_cached(cfg.head, X[sp.train], y[sp.train], X[sp.val], y[sp.val], len(ds.classes), heads_dir, seed=cfg.seed, hidden=cfg.hidden)
+    head, info, timing, heldout = fit_head_cached(cfg.head, X[sp.train], y[sp.train], X[sp.val], y[sp.val], len(ds.classes), heads_dir, seed=cfg.seed, hidden=cfg.hidden, power=cfg.feature_power, refit=cfg.refit)
     ctx.timing.update(timing)
-    info.update(dim=X.shape[1], n_classes=len(ds.classes))
-    with torch.no_grad():
-        proba = {name: head(torch.from_numpy(X[getattr(sp, name)])).softmax(-1).numpy() for name in ("train", "val", "test")}
-    return Trained(ctx.backbone.transfer_model(head), info, proba)
+    dim, n = int(X.shape[1]), len(ds.classes)
+    info.update(dim=dim, n_classes=n)
+    with torch.no_grad():  # validation metrics from the fit that never saw the validation items
+        proba = {name: (heldout if name == "val" else head)(torch.from_numpy(X[getattr(sp, name)])).softmax(-1).numpy() for name in ("train", "val", "test")}
+    shape = {"kind": "linear", "power": POWERS[info["power"]]} if cfg.head == "linear" else {"kind": "mlp", "hidden": cfg.hidden}
+    spec = _transfer_spec(ctx, {**shape, "dim": dim, "n_classes": n}, classifier_reset=False)
+    return Trained(TransferModel(ctx.backbone.model, head, spec), info, proba)
 
 
 # ---------------------------------------------------------------------------- trained (images)

@@ -162,19 +162,25 @@ def learning_curves(history: list[dict]):
     return fig
 
 
-def c_selection(scores: dict):
-    """The linear probe's model selection: validation log-loss for each regularisation C."""
+def c_selection(scores: dict, by_power: dict | None = None, chosen_power: str | None = None):
+    """The linear probe's model selection: validation log-loss for each regularisation C (one
+    line per feature transform tried when `by_power` has more than one), the chosen point starred."""
     plt = _plt()
-    cs = sorted(scores, key=float)
+    paths = by_power if by_power and len(by_power) > 1 else {chosen_power or "none": scores}
+    labels = {"none": "features as they are", "sqrt": "signed square root of the features"}
     fig, ax = plt.subplots(figsize=(5.5, 3.0))
-    ax.plot([float(c) for c in cs], [scores[c] for c in cs], marker="o", color=SPLIT_COLORS["val"], gid="val_log_loss")
+    for i, (name, path) in enumerate(paths.items()):
+        cs = sorted(path, key=float)
+        style = dict(color=SPLIT_COLORS["val"]) if name == (chosen_power or name) else dict(color="#888888", ls="--")
+        ax.plot([float(c) for c in cs], [path[c] for c in cs], marker="o", gid=f"val_log_loss_{name}", label=labels.get(name, name) if len(paths) > 1 else None, **style)
+    cs = sorted(scores, key=float)
     best = min(cs, key=lambda c: scores[c])
     ax.plot([float(best)], [scores[best]], marker="*", ms=14, color=WRONG, ls="none", label=f"chosen C = {float(best):g}")
     ax.set_xscale("log")
     ax.set_xlabel("C (inverse L2 strength)")
     ax.set_ylabel("validation log-loss")
     ax.grid(alpha=0.3)
-    ax.legend(frameon=False)
+    ax.legend(frameon=False, fontsize=8)
     ax.set_title("Linear probe: regularisation chosen on validation", loc="left")
     return fig
 

@@ -220,8 +220,11 @@ def _training(facts: RunFacts, figs: dict) -> dict:
         return {"kind": "curves", "epochs": len(h), "best": best, "head": mod.get("head"), "trained": trained}
     scores = mod.get("val_log_loss_by_C")
     if isinstance(scores, dict) and len(scores) > 1:
-        figs["c_selection"] = plots.c_selection({k: float(v) for k, v in scores.items()})
-        return {"kind": "c_selection", "C": mod.get("C")}
+        paths = mod.get("val_log_loss_by_power")
+        paths = {p: {k: float(v) for k, v in path.items()} for p, path in paths.items()} if isinstance(paths, dict) else None
+        figs["c_selection"] = plots.c_selection({k: float(v) for k, v in scores.items()}, paths, mod.get("power"))
+        refit = mod.get("refit") if isinstance(mod.get("refit"), dict) else None
+        return {"kind": "c_selection", "C": mod.get("C"), "power": mod.get("power"), "powers_tried": sorted(paths) if paths else None, "refit_items": refit.get("items") if refit else None}
     return {"kind": "none"}
 
 
