@@ -79,6 +79,30 @@ def test_predict_matches_evaluation_and_reports_bad_files(tiny_folder, tmp_path)
     assert out[-1]["error"] and not out[-1]["labels"]
 
 
+def test_probe_feature_power_and_refit_reload_and_export(tiny_folder, tmp_path):
+    from transferkit.heads import fit_linear_head
+
+    run = tk.train(str(tiny_folder), out=str(tmp_path / "r"), image_size=64, feature_power="sqrt", **TINY)
+    mod = run.metrics["model"]
+    n = run.metrics["data"]["split_sizes"]
+    assert mod["power"] == "sqrt" and mod["refit"]["items"] == n["train"] + n["val"]
+    # validation metrics come from the fit on the training split alone, refitted model or not
+    plain = tk.train(str(tiny_folder), out=str(tmp_path / "r-norefit"), image_size=64, feature_power="sqrt", refit=False, **TINY)
+    assert "refit" not in plain.metrics["model"] and plain.metrics["val"]["accuracy"] == run.metrics["val"]["accuracy"]
+    assert plain.metrics["val"]["macro_f1"] == run.metrics["val"]["macro_f1"]
+    fresh = tk.load_run(tmp_path / "r")
+    assert fresh.model.head.power == 0.5
+    with open(tmp_path / "r" / "predictions.csv") as fh:
+        evaluated = list(csv.DictReader(fh))
+    got = fresh.predict([str(tiny_folder / r["path"]) for r in evaluated])
+    assert [g["labels"][0] for g in got] == [r["predicted"] for r in evaluated]
+    assert np.allclose([g["probs"][0] for g in got], [float(r["confidence"]) for r in evaluated], atol=1e-4)
+    from transferkit.exporter import export
+
+    res = export(tmp_path / "r", format="onnx")  # written only after its parity check on the test images
+    assert res.path.is_file() and res.parity["max_abs_diff"] <= 1e-4 and res.parity["labels_identical"]
+
+
 def test_cli_train_predict_and_errors(tiny_folder, tmp_path):
     env_py = [sys.executable, "-m", "transferkit"]
     r = subprocess.run(env_py + ["train", str(tiny_folder), "--backbone", "test_efficientnet", "--no-pretrained", "--image-size", "64", "--out", str(tmp_path / "r")], capture_output=True, text=True)

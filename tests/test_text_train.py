@@ -53,6 +53,8 @@ def runs(tiny):
         if strategy in ("partial", "finetune"):
             opts.update(epochs=3, unfreeze=1)
         out[strategy] = tk.train(tiny["csv"], **opts)
+    # the probe on the signed square root of the embeddings: the saved model must apply it too
+    out["probe-sqrt"] = tk.train(tiny["csv"], strategy="probe", feature_power="sqrt", backbone=str(tiny["bert"]), out=str(tiny["root"] / "run-probe-sqrt"), max_length=MAX_LENGTH, batch_size=16, seed=0)
     return out
 
 
@@ -106,6 +108,8 @@ def test_run_folders_reload_and_predict_what_they_predicted(runs, tiny):
         got = run.predict([by_row[r["path"]] for r in rows], top_k=1)
         assert [g["labels"][0] for g in got] == [r["predicted"] for r in rows], strategy
         assert np.allclose([g["probs"][0] for g in got], [float(r["confidence"]) for r in rows], atol=2e-4), strategy
+    assert runs["probe-sqrt"].metrics["model"]["power"] == "sqrt" and runs["probe-sqrt"].model.head.power == 0.5
+    assert tk.load_run(runs["probe-sqrt"].dir).model.head.power == 0.5
     enc = runs["finetune"].dir / "encoder"
     assert (enc / "config.json").is_file() and not list(enc.glob("*.safetensors"))  # weights live in model.safetensors only
     assert (runs["tfidf"].dir / "tfidf.json").is_file() and not list(runs["tfidf"].dir.glob("*.pkl"))

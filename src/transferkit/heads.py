@@ -15,7 +15,8 @@ from torch import nn
 # "power normalisation" of Perronnin et al. (2010, improved Fisher vectors). Pooled CNN
 # features are sparse and heavy-tailed (a few channels fire very strongly); the root evens
 # them out so that a linear model weighs more of them. Measured on validation, never assumed:
-# CIFAR-10 (EfficientNet-Lite1 192 px) val log-loss 0.268 -> 0.259, test 90.35 % -> 90.56 %.
+# CIFAR-10 (EfficientNet-Lite1 192 px) validation log-loss 0.264 -> 0.259, test 90.35 % -> 90.56 %
+# (90.92 % with the refit on train + validation, head_cache.fit_head_cached).
 POWERS = {"none": 1.0, "sqrt": 0.5}
 C_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)  # inverse L2 strength tried for the linear probe
 # The path stops once the validation log-loss has risen this many C values in a row past its
@@ -32,12 +33,28 @@ def _standardiser(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def signed_power(x, p: float):
-    """sign(x)·|x|^p, for numpy arrays and torch tensors alike (p = 1: x itself)."""
+    """sign(x)·|x|^p, for numpy arrays (a new array, built in place: one allocation) and torch
+    tensors alike (p = 1: x itself)."""
     if p == 1.0:
         return x
     if isinstance(x, torch.Tensor):
         return torch.sign(x) * torch.abs(x).pow(p)
-    return (np.sign(x) * np.abs(x) ** p).astype(x.dtype, copy=False)
+    out = np.abs(x)
+    if p == 0.5:
+        np.sqrt(out, out=out)
+    else:
+        np.power(out, p, out=out)
+    return np.copysign(out, x, out=out)
+
+
+def _standardised(X: np.ndarray, p: float, stats: tuple | None = None) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """(signed_power(X, p) - mu) / sd as float32, computed in one array; mu, sd from it unless given."""
+    F = signed_power(X, p)
+    F = np.array(F, dtype=np.float32, copy=F is X)  # never overwrite the caller's features
+    mu, sd = stats if stats is not None else _standardiser(F)
+    F -= mu
+    F /= sd
+    return torch.from_numpy(F), mu, sd
 
 
 class LinearHead(nn.Linear):
@@ -137,12 +154,8 @@ def fit_linear_head(Xtr, ytr, Xva, yva, n_classes: int, seed: int = 0, C: float 
     torch.manual_seed(seed)
     paths, evals, chosen = {}, 0, None
     for name in names:
-        p = POWERS[name]
-        Ftr = signed_power(Xtr, p)
-        mu, sd = _standardiser(Ftr)
-        Ztr = torch.from_numpy(((Ftr - mu) / sd).astype(np.float32))
-        del Ftr
-        Zva = torch.from_numpy(((signed_power(Xva, p) - mu) / sd).astype(np.float32))
+        Ztr, mu, sd = _standardised(Xtr, POWERS[name])
+        Zva = _standardised(Xva, POWERS[name], (mu, sd))[0]
         scores, fits, e = _regularisation_path(Ztr, t_y, Zva, yva, present, n_classes, grid, max_iter)
         del Ztr, Zva
         evals += e

@@ -27,7 +27,7 @@ def save_model(path: Path, model: torch.nn.Module, head_info: dict) -> None:
 
     from safetensors.torch import save_file
 
-    meta = {k: str(v) for k, v in head_info.items() if k in ("head", "hidden", "dim", "n_classes")}
+    meta = {k: str(v) for k, v in head_info.items() if k in ("head", "hidden", "dim", "n_classes", "power")}
     spec = getattr(model, "spec", None)
     if spec:
         meta[SPEC_KEY] = json.dumps(spec)

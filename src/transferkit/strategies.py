@@ -85,9 +85,11 @@ def probe(ctx: Context) -> Trained:
     info.update(dim=dim, n_classes=n)
     with torch.no_grad():  # validation metrics from the fit that never saw the validation items
         proba = {name: (heldout if name == "val" else head)(torch.from_numpy(X[getattr(sp, name)])).softmax(-1).numpy() for name in ("train", "val", "test")}
-    shape = {"kind": "linear", "power": POWERS[info["power"]]} if cfg.head == "linear" else {"kind": "mlp", "hidden": cfg.hidden}
-    spec = _transfer_spec(ctx, {**shape, "dim": dim, "n_classes": n}, classifier_reset=False)
-    return Trained(TransferModel(ctx.backbone.model, head, spec), info, proba)
+    model = ctx.backbone.transfer_model(head)  # images: a TransferModel; texts: a TextTransferModel
+    if isinstance(model, TransferModel):  # texts keep the head's shape in the weights file's metadata (run.save_model)
+        shape = {"kind": "linear", "power": POWERS[info["power"]]} if cfg.head == "linear" else {"kind": "mlp", "hidden": cfg.hidden}
+        model.spec = _transfer_spec(ctx, {**shape, "dim": dim, "n_classes": n}, classifier_reset=False)
+    return Trained(model, info, proba)
 
 
 # ---------------------------------------------------------------------------- trained (images)

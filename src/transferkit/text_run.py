@@ -36,7 +36,7 @@ def load_text_model(run_dir: Path, cfg, n_classes: int, model_file: str):
     from safetensors.torch import load_file
 
     from . import _compat  # noqa: F401
-    from .heads import build_head
+    from .heads import POWERS, build_head
     from .model import TextTransferModel
     from .run import safetensors_header
 
@@ -55,15 +55,18 @@ def load_text_model(run_dir: Path, cfg, n_classes: int, model_file: str):
         config = AutoConfig.from_pretrained(str(enc_dir), local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(str(enc_dir), local_files_only=True)
         hidden = int(meta.get("hidden", cfg.hidden))
+        if meta.get("power", "none") not in POWERS:
+            raise TransferkitError(f"{path}: unknown feature power {meta['power']!r} in its metadata; the run folder is damaged or from a newer transferkit, train again")
+        head_options = {"hidden": hidden, "power": POWERS[meta.get("power", "none")]}
         # the model is first built without memory (meta device) and its shapes checked against
         # the weights file's header: a hostile config.json cannot make us allocate more than the file holds
         with torch.device("meta"):
-            skeleton = TextTransferModel(AutoModel.from_config(config), build_head(meta.get("head", "linear"), int(config.hidden_size), n_classes, hidden))
+            skeleton = TextTransferModel(AutoModel.from_config(config), build_head(meta.get("head", "linear"), int(config.hidden_size), n_classes, **head_options))
         want = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
         if want != shapes:
             bad = sorted(set(want) ^ set(shapes)) or sorted(k for k in want if want[k] != shapes[k])
             raise TransferkitError(f"{path}: weights do not fit the run's encoder/config.json and labels (first difference: {bad[0]}); the run folder is damaged, train again")
-        model = TextTransferModel(AutoModel.from_config(config), build_head(meta.get("head", "linear"), int(config.hidden_size), n_classes, hidden))
+        model = TextTransferModel(AutoModel.from_config(config), build_head(meta.get("head", "linear"), int(config.hidden_size), n_classes, **head_options))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise TransferkitError(f"{enc_dir}: cannot rebuild the encoder ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); the run folder is damaged, train again") from None
     try:
