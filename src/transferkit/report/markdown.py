@@ -81,7 +81,7 @@ def write_markdown_report(run_dir: str | Path, page: dict | None = None, images:
         "|---|---:|",
         f"| parameters (total) | {mod.get('params_total', 0):,} |",
         f"| parameters (trained) | {mod.get('params_trainable', 0):,} |",
-        f"| head | {mod.get('head', '–')}" + (f" (C = {mod['C']})" if "C" in mod else "") + (" on the signed square root of the features" if mod.get("power") == "sqrt" else "") + (f"; refitted on train + validation ({mod['refit'].get('items')} items)" if isinstance(mod.get("refit"), dict) else "") + " |",
+        f"| head | {mod.get('head', '–')}" + (f" (C = {mod['C']})" if "C" in mod else "") + (" on the signed square root of the features" if mod.get("power") == "sqrt" else "") + (f"; refitted on train + validation ({mod['refit'].get('items', 0):,} items)" if isinstance(mod.get("refit"), dict) else "") + " |",
         f"| feature extraction | {_fmt(t.get('extract_s'), 1)} s ({t.get('backbone_runs', 0)} items through the backbone, {t.get('cached_items', 0)} from cache) |",
         f"| training | {_fmt(t.get('train_s'), 1)} s" + (f" (head reused from the cache; fitting it took {_fmt(t.get('head_fit_s'), 1)} s)" if t.get("head_cached") else "") + " |",
         f"| prediction per item (decode + model) | {_fmt((t.get('predict_s_per_item') or 0) * 1000, 1)} ms |",
