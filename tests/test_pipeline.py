@@ -101,6 +101,9 @@ def test_probe_feature_power_and_refit_reload_and_export(tiny_folder, tmp_path):
 
     res = export(tmp_path / "r", format="onnx")  # written only after its parity check on the test images
     assert res.path.is_file() and res.parity["max_abs_diff"] <= 1e-4 and res.parity["labels_identical"]
+    with pytest.raises(tk.TransferkitError, match="--feature-power cube: choose one of auto, none, sqrt"):
+        tk.train(str(tiny_folder), out=str(tmp_path / "bad"), feature_power="cube", **TINY)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_cli_train_predict_and_errors(tiny_folder, tmp_path):

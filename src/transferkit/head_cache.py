@@ -62,11 +62,16 @@ def fit_head_cached(kind: str, Xtr, ytr, Xva, yva, n_classes: int, cache_dir: Pa
             try:
                 saved = torch.load(path, map_location="cpu", weights_only=True)
                 info = dict(saved["info"])
-                built = [heads.build_head(kind, Xtr.shape[1], n_classes, hidden, power=heads.POWERS[info.get("power", "none")]) for _ in range(2)]
-                built[0].load_state_dict(saved["state"])
-                built[1].load_state_dict(saved["heldout_state"] if refit else saved["state"])
+
+                def rebuilt(state):
+                    h = heads.build_head(kind, Xtr.shape[1], n_classes, hidden, power=heads.POWERS[info.get("power", "none")])
+                    h.load_state_dict(state)
+                    return h.eval()
+
+                head = rebuilt(saved["state"])
+                heldout = rebuilt(saved["heldout_state"]) if refit else head
                 log(f"head reused from the cache (fitted on the same features and settings in {saved['fit_s']:.1f} s by an earlier run)")
-                return built[0].eval(), info, {"train_s": time.perf_counter() - t0, "head_cached": True, "head_fit_s": float(saved["fit_s"])}, built[1].eval()
+                return head, info, {"train_s": time.perf_counter() - t0, "head_cached": True, "head_fit_s": float(saved["fit_s"])}, heldout
             except Exception as exc:  # noqa: BLE001 - a damaged entry: fit again and replace it
                 log(f"warning: {path}: unreadable cached head ({type(exc).__name__}); fitting it again")
                 path.unlink(missing_ok=True)
@@ -86,7 +91,7 @@ def fit_head_cached(kind: str, Xtr, ytr, Xva, yva, n_classes: int, cache_dir: Pa
         try:
             tkio.remove_dead_temps(path)  # what a writer of this entry killed mid-write left
             with tkio.atomic_path(path) as tmp:
-                torch.save({"state": head.state_dict(), "heldout_state": heldout.state_dict(), "info": info, "fit_s": fit_s}, tmp)
+                torch.save({"state": head.state_dict(), "info": info, "fit_s": fit_s, **({"heldout_state": heldout.state_dict()} if refit else {})}, tmp)
         except OSError as exc:  # a full or read-only cache costs the reuse, not the run
             log(f"warning: could not keep the fitted head in {path.parent} ({exc.strerror or exc}); the run goes on")
     return head, info, {"train_s": time.perf_counter() - t0, "head_cached": False, "head_fit_s": fit_s}, heldout

@@ -144,8 +144,8 @@ def fit_linear_head(Xtr, ytr, Xva, yva, n_classes: int, seed: int = 0, C: float 
     names = list(POWERS) if power == "auto" else [power]
     if power != "auto" and power not in POWERS:
         raise ValueError(f"unknown feature power {power!r} (choices: auto, {', '.join(POWERS)})")
-    if not len(yva):
-        names = names[:1] if power != "auto" else ["none"]  # nothing to choose on
+    if power == "auto" and not len(yva):
+        names = ["none"]  # nothing to choose on
     present = np.unique(ytr)  # classes absent from train can never be predicted
     remap = np.full(n_classes, -1)
     remap[present] = np.arange(len(present))
