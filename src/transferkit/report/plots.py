@@ -166,12 +166,13 @@ def c_selection(scores: dict, by_power: dict | None = None, chosen_power: str | 
     """The linear probe's model selection: validation log-loss for each regularisation C (one
     line per feature transform tried when `by_power` has more than one), the chosen point starred."""
     plt = _plt()
-    paths = by_power if by_power and len(by_power) > 1 else {chosen_power or "none": scores}
+    chosen_power = chosen_power or "none"
+    paths = by_power if by_power and len(by_power) > 1 else {chosen_power: scores}
     labels = {"none": "features as they are", "sqrt": "signed square root of the features"}
     fig, ax = plt.subplots(figsize=(5.5, 3.0))
-    for i, (name, path) in enumerate(paths.items()):
+    for name, path in paths.items():
         cs = sorted(path, key=float)
-        style = dict(color=SPLIT_COLORS["val"]) if name == (chosen_power or name) else dict(color="#888888", ls="--")
+        style = dict(color=SPLIT_COLORS["val"]) if name == chosen_power else dict(color="#888888", ls="--")
         ax.plot([float(c) for c in cs], [path[c] for c in cs], marker="o", gid=f"val_log_loss_{name}", label=labels.get(name, name) if len(paths) > 1 else None, **style)
     cs = sorted(scores, key=float)
     best = min(cs, key=lambda c: scores[c])
