@@ -296,7 +296,7 @@ def test_csv_paths_cannot_escape_its_folder(tmp_path, tiny_folder, capsys):
     ds = tk.load_dataset(_csv(tmp_path / "sub", "path,label\n" + inside + f"{secret},red\n", name="rooted.csv"), data_root=tmp_path)
     assert len(ds) == 7 and str(secret) in ds.paths
     # predict applies the same rule to CSVs of inputs
-    from transferkit.run import expand_inputs
+    from transferkit.modality.image import image_paths as expand_inputs
 
     with pytest.raises(tk.TransferkitError, match="outside"):
         expand_inputs([_csv(tmp_path / "sub", "path\n../secret.png\n", name="pred.csv")])
@@ -320,7 +320,7 @@ def test_impossible_options_are_refused_in_one_line(tiny_folder, tmp_path, capsy
         (["--out", tiny_folder / "red"], "inside the data folder"),
         (["--out", tmp_path / "file.txt"], "is a file"),
         (["--out", tmp_path / "notarun"], "not a transferkit run folder"),
-        (["--data-root", tmp_path], "--data-root applies to CSV data only"),
+        (["--data-root", tmp_path], "--data-root applies to tables (CSV/TSV/JSONL) only"),
     ]
     (tmp_path / "file.txt").write_text("precious")
     (tmp_path / "notarun").mkdir()

@@ -9,7 +9,7 @@ import pytest
 
 import transferkit as tk
 from transferkit.bulk_predict import read_rows
-from transferkit.run import iter_inputs
+from transferkit.modality.image import image_paths
 from transferkit.predictor import Predictor, load_predictor
 
 
@@ -32,7 +32,7 @@ def test_run_folder_and_onnx_give_the_same_rows(tiny_run, tiny_onnx, inputs, tmp
     assert a["kind"] == "torch" and b["kind"] == "onnx"
     ra, rb = read_rows(tmp_path / "a.csv"), read_rows(tmp_path / "b.parquet")
     assert len(ra) == len(rb) == a["rows"] == 72 + 1 + 6
-    assert [r["path"] for r in ra] == [r["path"] for r in rb] == list(iter_inputs(inputs))
+    assert [r["path"] for r in ra] == [r["path"] for r in rb] == image_paths(inputs)
     assert [r["label1"] for r in ra] == [r["label1"] for r in rb]
     for x, y in zip(ra, rb):
         if not x["error"]:

@@ -11,9 +11,9 @@ from PIL import Image
 import transferkit as tk
 from transferkit.backbones import create_backbone
 from transferkit.cli import main as cli_main
-from transferkit.data import load_dataset
+from transferkit import load_dataset
 from transferkit.features import engines, extract_features
-from transferkit.features.extract import build_eval_transform, build_extract_transform
+from transferkit.modality.image_transforms import eval_transform as build_eval_transform, fast_eval_transform as build_extract_transform
 
 from conftest import TINY
 
@@ -85,5 +85,5 @@ def test_numpy_preprocessing_equals_timm(backbone):
     rng = np.random.default_rng(0)
     for shape in ((50, 70, 3), (130, 90, 3)):
         im = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
-        a, b = build_eval_transform(backbone)(im), build_extract_transform(backbone)(im)
+        a, b = build_eval_transform(backbone.data_config)(im), build_extract_transform(backbone.data_config)(im)
         assert a.shape == b.shape and b.dtype == torch.float32 and torch.allclose(a, b, atol=1e-5)

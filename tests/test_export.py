@@ -12,7 +12,7 @@ import torch
 
 import transferkit as tk
 from transferkit import exporter
-from transferkit.predictor import make_transform
+from transferkit.modality.image_transforms import eval_transform as make_transform
 from transferkit.data.images import open_rgb
 
 

@@ -1,5 +1,6 @@
 """The probe's fitted-head cache: a hit only for the very same features, labels and settings."""
 import numpy as np
+import pytest
 import torch
 
 from transferkit.head_cache import fit_head_cached
@@ -31,10 +32,11 @@ def test_identical_fit_is_reused_and_any_change_refits(tmp_path):
     for args in [(Xtr, ytr2, Xva, yva), (Xtr2, ytr, Xva, yva)]:
         assert not fit_head_cached("linear", *args, 3, tmp_path)[2]["head_cached"]
     assert not fit_head_cached("linear", Xtr, ytr, Xva, yva, 3, tmp_path, seed=1)[2]["head_cached"]
-    _, info_mlp, t_mlp, _ = fit_head_cached("mlp", Xtr, ytr, Xva, yva, 3, tmp_path, hidden=8)
-    assert info_mlp["head"] == "mlp" and not t_mlp["head_cached"]
-    h4, _, t4, _ = fit_head_cached("mlp", Xtr, ytr, Xva, yva, 3, tmp_path, hidden=8)
-    assert t4["head_cached"] and h4[0].weight.shape == (8, 16)
+    _, info_w, t_w, _ = fit_head_cached("linear", Xtr, ytr, Xva, yva, 3, tmp_path, class_weight="balanced")
+    assert info_w["class_weight"] == "balanced" and not t_w["head_cached"]  # class weights are part of the key
+    assert fit_head_cached("linear", Xtr, ytr, Xva, yva, 3, tmp_path, class_weight="balanced")[2]["head_cached"]
+    with pytest.raises(ValueError, match="linear probe heads"):  # the mlp head trains in the loop, uncached
+        fit_head_cached("mlp", Xtr, ytr, Xva, yva, 3, tmp_path)
 
 
 def test_damaged_entry_is_refitted_and_replaced(tmp_path):

@@ -262,30 +262,51 @@ def test_sigkill_at_random_moments_never_corrupts_and_reruns_match(strategy, bas
 
 
 FINETUNE = ["--strategy", "finetune", "--epochs", "3", "--head-epochs", "1", "--patience", "0"]
+# texts: the head warm-up on cached embeddings (its own checkpoint, head.pt), then the encoder
+TEXT_FINETUNE = ["--strategy", "finetune", "--epochs", "3", "--head-epochs", "4", "--patience", "0", "--max-length", "12", "--batch-size", "8"]
 
 
 @pytest.fixture(scope="module")
-def finetune_baseline(data, tmp_path_factory, forkserver):
-    """An uninterrupted fine-tuning run (3 epochs, a checkpoint after each): its metrics and
-    split, and the seconds and writes of its training stage, which place the kills."""
-    base = tmp_path_factory.mktemp("ft-baseline")
-    argv = ["train", str(data), *COMMON, *FINETUNE, "--out", str(base / "r")]
+def text_data(tmp_path_factory):
+    from textdata import make_texts, make_tiny_bert, write_csv
+
+    root = tmp_path_factory.mktemp("kill-text")
+    return write_csv(root / "texts.csv", make_texts(24, length=(6, 16))), make_tiny_bert(root / "bert")
+
+
+@pytest.fixture(scope="module", params=["image", "text"])
+def finetune_baseline(request, data, tmp_path_factory, forkserver):
+    """An uninterrupted fine-tuning run (3 epochs, a checkpoint after each; texts also after each
+    warm-up epoch) of images or texts: its metrics and split, and the seconds and writes of its
+    training stage, which place the kills."""
+    base = tmp_path_factory.mktemp(f"ft-baseline-{request.param}")
+    if request.param == "image":
+        args = [str(data), *COMMON, *FINETUNE]
+    else:
+        texts, bert = request.getfixturevalue("text_data")
+        args = [str(texts), "--backbone", str(bert), *TEXT_FINETUNE]
+    argv = ["train", *args, "--out", str(base / "r")]
     child = Child(forkserver, argv, base / "ft.log")
     seconds = _stage_seconds(child)
-    return dict(argv=argv[:-2], metrics=metrics_of(base / "r"), splits=json.loads((base / "r" / "splits.json").read_text()), seconds=seconds, ops=child.ops())
+    return dict(kind=request.param, argv=argv[:-2], metrics=metrics_of(base / "r"), splits=json.loads((base / "r" / "splits.json").read_text()), seconds=seconds, ops=child.ops())
 
 
 def assert_checkpoint_intact(ckpt: Path, epochs: int) -> int:
-    """The hidden checkpoint folder of an unfinished run: absent, or its state loads whole
-    (weights_only) and names a finished epoch. Returns that epoch (0: nothing to resume)."""
-    from transferkit.train import load_checkpoint
+    """The hidden checkpoint folder of an unfinished run: absent, or each state it holds
+    (last.pt; texts' head warm-up: head.pt) loads whole (weights_only) and names a finished
+    epoch. Returns the epochs finished (0: nothing to resume)."""
+    from transferkit.loop import load_checkpoint
 
-    if not (ckpt / "last.pt").exists():
-        return 0
-    state = load_checkpoint(ckpt / "last.pt")
-    assert 1 <= state["epoch"] <= epochs and len(state["history"]) == state["epoch"], f"checkpoint at epoch {state['epoch']}"
-    assert json.loads((ckpt / "config.json").read_text())["strategy"] == "finetune"
-    return int(state["epoch"])
+    done = 0
+    for name in ("head.pt", "last.pt"):
+        if not (ckpt / name).exists():
+            continue
+        state = load_checkpoint(ckpt / name)
+        assert 1 <= state["epoch"] and len(state["history"]) == state["epoch"], f"{name} at epoch {state['epoch']}"
+        assert name == "head.pt" or state["epoch"] <= epochs
+        assert json.loads((ckpt / "config.json").read_text())["strategy"] == "finetune"
+        done += int(state["epoch"])
+    return done
 
 
 def test_sigkill_while_fine_tuning_resumes_from_intact_checkpoints(finetune_baseline, forkserver, tmp_path):
@@ -333,7 +354,7 @@ def test_sigkill_while_fine_tuning_resumes_from_intact_checkpoints(finetune_base
         assert_run_complete(out, b["metrics"], b["splits"])
         assert sorted(p.name for p in out.parent.iterdir()) == ["r"], "a checkpoint or partial folder was left beside the run"
     assert resumed >= 1, log  # some re-runs continued from a checkpoint rather than starting over
-    print(f"\nfinetune: {kills} kills in training in {attempts} attempts, {resumed} resumed from a checkpoint; stage seconds {b['seconds']}; writes {b['ops']}")
+    print(f"\nfinetune ({b['kind']}): {kills} kills in training in {attempts} attempts, {resumed} resumed from a checkpoint; stage seconds {b['seconds']}; writes {b['ops']}")
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, forkserver):

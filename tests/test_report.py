@@ -41,7 +41,8 @@ def study(tmp_path_factory):
     cmp = root / "cmp"
     rows = []
     for head in ("linear", "mlp"):
-        run = tk.train(str(data), out=str(cmp / f"probe-{head}"), image_size=64, head=head, hidden=64, val_size=0.2, test_size=0.3, **TINY)
+        size = {"hidden": 64} if head == "mlp" else {}  # --hidden acts on the mlp head only (and is refused for the linear one)
+        run = tk.train(str(data), out=str(cmp / f"probe-{head}"), image_size=64, head=head, val_size=0.2, test_size=0.3, **size, **TINY)
         m = run.metrics
         rows.append({
             "strategy": "probe", "backbone": TINY["backbone"], "name": f"probe-{head}", "test_accuracy": m["test"]["accuracy"], "macro_f1": m["test"]["macro_f1"],

@@ -47,11 +47,13 @@ def runs(tiny):
     """One run per strategy on the tiny BERT (tfidf needs none)."""
     out = {}
     for strategy in ("tfidf", "probe", "head", "partial", "finetune"):
-        opts = dict(strategy=strategy, out=str(tiny["root"] / f"run-{strategy}"), max_length=MAX_LENGTH, batch_size=16, seed=0)
-        if strategy != "tfidf":
-            opts["backbone"] = str(tiny["bert"])
+        opts = dict(strategy=strategy, out=str(tiny["root"] / f"run-{strategy}"), seed=0)
+        if strategy != "tfidf":  # tf-idf reads whole texts: --max-length and --batch-size would do nothing (and are refused)
+            opts.update(backbone=str(tiny["bert"]), max_length=MAX_LENGTH, batch_size=16)
         if strategy in ("partial", "finetune"):
-            opts.update(epochs=3, unfreeze=1)
+            opts.update(epochs=3)
+        if strategy == "partial":
+            opts.update(unfreeze=1)
         out[strategy] = tk.train(tiny["csv"], **opts)
     # the probe on the signed square root of the embeddings: the saved model must apply it too
     out["probe-sqrt"] = tk.train(tiny["csv"], strategy="probe", feature_power="sqrt", backbone=str(tiny["bert"]), out=str(tiny["root"] / "run-probe-sqrt"), max_length=MAX_LENGTH, batch_size=16, seed=0)
@@ -65,11 +67,11 @@ def test_every_strategy_learns_the_topics(runs):
         assert _clean_accuracy(run) >= 0.8, (strategy, _clean_accuracy(run))  # chance is 1/3
         assert run.config.extra["kind"] == "text" and run.kind == "text"
     # the seed's custom head: dense -> ReLU -> dropout -> classes, 1024 hidden units
-    assert runs["head"].metrics["model"]["head"] == "mlp" and runs["head"].metrics["model"]["hidden"] == 1024
-    # partial trains the top layer (of 2) and the head; finetune everything
+    assert runs["head"].metrics["model"]["head"] == "dense" and runs["head"].metrics["model"]["hidden"] == 1024
+    # partial trains the top layer (of 2, the embeddings below them) and the head; finetune everything
     mp, mf = runs["partial"].metrics["model"], runs["finetune"].metrics["model"]
-    assert mp["trainable_layers"] == 1 and mf["trainable_layers"] == "all"
-    assert mp["params_trained"] < mf["params_trained"] == mf["params_total"] - _pooler_params(runs["finetune"])
+    assert mp["unfrozen_blocks"] == 1 and mf["unfrozen_blocks"] == mf["blocks_total"] == 3
+    assert mp["params_trainable"] < mf["params_trainable"] == mf["params_total"] - _pooler_params(runs["finetune"])
     assert (runs["finetune"].dir / "history.csv").is_file() and mf["epochs_run"] >= 1
     assert runs["tfidf"].config.backbone == "none" and runs["tfidf"].metrics["model"]["head"] == "tfidf-logreg"
 
@@ -126,7 +128,8 @@ def test_predict_texts_and_files_from_the_cli(runs, tmp_path, capsys):
     write_csv(tmp_path / "more.csv", [("bank market stock price share profit", "x"), ("", "y")], header=("body", "id"))
     args = ["--text", "bank market stock price share dividend, investor", str(tmp_path / "docs"), str(tmp_path / "empty.txt"), str(tmp_path / "more.csv"), "--top-k", "2"]
     assert main(["predict", str(run_dir), *args]) == 0
-    out = list(csv.reader(capsys.readouterr().out.splitlines()))
+    header, *out = list(csv.reader(capsys.readouterr().out.splitlines()))
+    assert header == ["path", "label1", "prob1", "label2", "prob2", "error"]  # the same columns as image predictions
     assert [r[0] for r in out] == ["text[0]", str(tmp_path / "docs" / "a.txt"), str(tmp_path / "docs" / "b.txt"), str(tmp_path / "empty.txt"), "more.csv:2", "more.csv:3"]
     assert [r[1] for r in out] == ["money", "sport", "weather", "", "money", ""]
     assert out[3][-1] == "empty text" and out[5][-1] == "empty text" and out[0][-1] == ""
@@ -211,21 +214,31 @@ def test_hostile_text_run_config_is_refused(runs, tmp_path):
         tk.load_run(bad)
     cfg["extra"]["kind"] = "audio"
     (bad / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(tk.TransferkitError, match="extra.kind must be 'image' or 'text'"):
+    with pytest.raises(tk.TransferkitError, match="extra.kind must be one of image, text, not 'audio'"):
         tk.load_run(bad)
-    # a config.json asking for a huge encoder: refused from the file's shapes, nothing allocated
+    # the architecture comes from the spec in the weights file: an edited encoder/config.json builds nothing else
     shutil.copy(runs["probe"].dir / "config.json", bad / "config.json")
     enc = json.loads((bad / "encoder" / "config.json").read_text())
     enc.update(hidden_size=2**16, intermediate_size=2**18)
     (bad / "encoder" / "config.json").write_text(json.dumps(enc))
-    with pytest.raises(tk.TransferkitError, match="weights do not fit the run's encoder/config.json"):
+    assert tk.load_run(bad).predict(["goal match"])[0]["labels"] == runs["probe"].predict(["goal match"])[0]["labels"]
+    # a spec asking for a huge encoder: refused from the file's own shapes, nothing allocated
+    from safetensors.torch import load_file, save_file
+
+    from transferkit.model_io import SPEC_KEY, safetensors_header
+
+    meta, _ = safetensors_header(bad / "model.safetensors")
+    spec = json.loads(meta[SPEC_KEY])
+    spec["encoder_config"].update(hidden_size=2**16, intermediate_size=2**18)
+    save_file(load_file(str(bad / "model.safetensors")), str(bad / "model.safetensors"), metadata={**meta, SPEC_KEY: json.dumps(spec)})
+    with pytest.raises(tk.TransferkitError, match="weights do not fit"):
         tk.load_run(bad).predict(["goal match"])
 
 
 def test_offline_hub_name_fails_at_once_with_a_clear_message(tiny, monkeypatch):
-    import transferkit.backbones.registry as registry
+    import transferkit.backbones.text as text_backbones
 
-    monkeypatch.setattr(registry, "_hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(text_backbones, "hub_reachable", lambda *a, **k: False)
     with pytest.raises(tk.TransferkitError, match="hub is not reachable.*minilm-l6"):
         tk.train(tiny["csv"], strategy="probe", backbone="someone/not-a-cached-model", out=str(tiny["root"] / "never"))
     with pytest.raises(tk.TransferkitError, match="is an image model"):
@@ -255,7 +268,9 @@ def reuters(tmp_path_factory):
 def test_minilm_on_real_reuters_texts(reuters, tmp_path):
     acc, runs = {}, {}
     for strategy in ("tfidf", "probe", "head", "finetune"):
-        opts = dict(strategy=strategy, out=str(tmp_path / strategy), max_length=48, batch_size=16)
+        opts = dict(strategy=strategy, out=str(tmp_path / strategy))
+        if strategy != "tfidf":  # tf-idf reads whole texts (the options would be refused)
+            opts.update(max_length=48, batch_size=16)
         if strategy == "finetune":
             opts["epochs"] = 1
         runs[strategy] = tk.train(reuters, **opts)

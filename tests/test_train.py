@@ -11,8 +11,8 @@ import torch
 import transferkit as tk
 from transferkit.backbones import create_backbone
 from transferkit.errors import TransferkitError
-from transferkit.train import Checkpoint, backbone_blocks, balanced_class_weights, freeze, train_mode
-from transferkit.train.data import build_transform
+from transferkit.loop import Checkpoint, balanced_class_weights, freeze, train_mode
+from transferkit.modality.image_transforms import train_transform as build_transform
 
 from conftest import TINY, write_class_folder
 
@@ -90,16 +90,52 @@ def test_partial_trains_only_the_top_blocks(photos, tmp_path):
     assert not any(k.endswith(("running_mean", "running_var")) for k in changed)  # BN statistics kept (train_bn off)
 
 
-def test_finetune_two_stages_then_whole_body(photos, tmp_path):
+def test_finetune_two_stages_then_whole_body(photos, tmp_path, monkeypatch):
+    """Stage 1 (--head-epochs, through the frozen body) leaves the body's weights and batch-norm
+    statistics as they were; stage 2 trains all of it, the stem too. The body is read at each
+    epoch's end, before the best epoch's weights are restored."""
+    from transferkit.loop import Callback, Loop
+
+    snaps = {}
+
+    class Snapshot(Callback):
+        def on_epoch_end(self, loop, epoch, logs):
+            snaps[epoch] = {k[len("backbone.") :]: v.detach().clone() for k, v in loop.net.state_dict().items() if k.startswith("backbone.")}
+
+    original = Loop.fit
+
+    def fit(self, *a, **k):
+        self.callbacks.insert(0, Snapshot())
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(Loop, "fit", fit)
     run = tk.train(str(photos), strategy="finetune", out=str(tmp_path / "ft"), epochs=3, head_epochs=1, lr=1e-2, body_lr_mult=1.0, patience=0, **FAST)
     m = run.metrics["model"]
-    assert m["stage_epochs"] == [1, 2] and m["epochs_run"] == 3
-    before, after = _fresh_body(), _body_of(run)
-    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert m["stage_epochs"] == [1, 2] and m["epochs_run"] == 3 and m["head_warmup_epochs"] == 1
+    fresh = _fresh_body()
+    assert all(torch.equal(fresh[k], snaps[1][k]) for k in fresh), "stage 1 changed the body (weights or BN statistics)"
+    changed = {k.split(".")[0] for k in fresh if not torch.equal(fresh[k], snaps[3][k])}
     assert {"conv_stem", "blocks"} <= changed  # the stem learns in stage 2 too
+    assert not any(k.endswith(("running_mean", "running_var")) and not torch.equal(fresh[k], snaps[3][k]) for k in fresh)  # BN statistics kept (no --train-bn)
     assert m["params_trainable"] == sum(p.numel() for p in run.model.parameters())
-    # stage 1 trained only the head: its lr column is the head's, the body's groups were at 0
     assert [int(r["epoch"]) for r in _history(tmp_path / "ft")] == [1, 2, 3]
+
+
+def test_head_epochs_0_trains_the_body_from_the_first_epoch(photos, tmp_path, monkeypatch):
+    from transferkit.loop import Callback, Loop
+
+    snaps = {}
+
+    class Snapshot(Callback):
+        def on_epoch_end(self, loop, epoch, logs):
+            snaps[epoch] = {k: v.detach().clone() for k, v in loop.net.state_dict().items() if k.startswith("backbone.conv_stem")}
+
+    original = Loop.fit
+    monkeypatch.setattr(Loop, "fit", lambda self, *a, **k: (self.callbacks.insert(0, Snapshot()), original(self, *a, **k))[1])
+    run = tk.train(str(photos), strategy="finetune", out=str(tmp_path / "ft0"), epochs=2, head_epochs=0, lr=1e-2, body_lr_mult=1.0, patience=0, **FAST)
+    assert run.metrics["model"]["stage_epochs"] == [2]
+    fresh = _fresh_body()
+    assert any(not torch.equal(fresh[k[len("backbone.") :]], v) for k, v in snaps[1].items())
 
 
 @pytest.mark.parametrize("strategy", ["scratch", "mlp"])
@@ -190,18 +226,19 @@ def test_strong_augmentation_survives_every_op_at_its_largest_magnitude():
 
 
 def test_blocks_come_from_the_model_structure():
-    body = create_backbone("test_efficientnet", pretrained=False).model
-    blocks = backbone_blocks(body)
-    assert blocks[0][0].startswith("conv_stem") and len(blocks) >= 3
-    names = [n for g in blocks for n in g]
-    assert len(names) == len(set(names))
+    bb = create_backbone("test_efficientnet", pretrained=False)
+    blocks = bb.blocks()
+    names = {id(m): n for n, m in bb.model.named_modules()}
+    assert names[id(blocks[0][0])].startswith("conv_stem") and len(blocks) >= 3
+    mods = [names[id(m)] for g in blocks for m in g]
+    assert len(mods) == len(set(mods))
 
 
 def test_text_strategies_run_the_same_loop(tmp_path, monkeypatch):
     """Texts train through `transferkit.train.Loop` too (head on cached features, finetune)."""
     from textdata import make_texts, make_tiny_bert, write_csv
 
-    from transferkit.train.loop import Loop
+    from transferkit.loop import Loop
 
     calls = []
     original = Loop.fit
@@ -214,7 +251,7 @@ def test_text_strategies_run_the_same_loop(tmp_path, monkeypatch):
     data = write_csv(tmp_path / "texts.csv", make_texts(per_class=20))
     bert = make_tiny_bert(tmp_path / "bert")
     run = tk.train(str(data), strategy="finetune", backbone=str(bert), out=str(tmp_path / "ft"), epochs=2, batch_size=16, lr=3e-3)
-    assert calls == ["MLPHead", "TextTransferModel"]  # head warm-up on features, then the encoder
+    assert calls == ["DenseHead", "TextTransferModel"]  # head warm-up on features, then the encoder
     rows = _history(tmp_path / "ft")
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     # three topics with disjoint words, a random-weight 2-layer BERT, 15 test texts (chance: 1/3)
@@ -223,7 +260,7 @@ def test_text_strategies_run_the_same_loop(tmp_path, monkeypatch):
 
 def test_progress_bar_counts_every_training_item_of_each_epoch(capsys):
     """The in-epoch bar (ProgressLog) is fed by the loop's on_batch_end hook, one update per step."""
-    from transferkit.train import Group, Loop, ProgressLog, Schedule, adamw
+    from transferkit.loop import Group, Loop, ProgressLog, Schedule, adamw
 
     model = torch.nn.Linear(4, 2)
     X, y = torch.randn(50, 4), torch.randint(0, 2, (50,))

@@ -1,79 +1,87 @@
-"""transferkit: transfer learning studies from a folder of photos, in one command.
+"""transferkit: transfer learning studies from a folder of photos or a table of texts, in one command.
 
-The public API; every CLI command is a thin call of one of these.
+The public API; every CLI command is a thin call of one of these. Names load on first use
+(PEP 562), so `import transferkit` and `transferkit --help` stay fast.
 """
-from . import _compat  # noqa: F401  (must run before timm/torchvision are imported)
-from .backbones import Backbone, create_backbone, list_backbones
-from .compare import compare, list_presets, load_preset
-from .config import TrainConfig
-from .data import ImageDataset, Splits, check_dataset, list_datasets, load_dataset, make_splits
-from .errors import TransferkitError
-from .evaluate import evaluate
-from .exporter import export
-from .features import FeatureCache, extract_features
-from . import train as _train_package  # noqa: F401  (loaded first: `transferkit.train` below is the function)
-from .pipeline import train
-from .bulk_predict import predict_files
-from .predictor import Predictor, load_predictor
-from .report import render_report, write_compare_report, write_run_report
-from .run import Run
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+
+from . import _compat
+from ._version import __version__
+
+_compat.install()  # the torchvision fix, applied when something first imports torchvision
+
+# public name -> "module:attribute" (relative to this package)
+_API = {
+    "Backbone": "backbones:Backbone",
+    "TextBackbone": "backbones:TextBackbone",
+    "FeatureCache": "features:FeatureCache",
+    "ImageDataset": "data:ImageDataset",
+    "TextDataset": "data:TextDataset",
+    "Predictor": "predictor:Predictor",
+    "Run": "run:Run",
+    "Splits": "data:Splits",
+    "TrainConfig": "config:TrainConfig",
+    "TransferkitError": "errors:TransferkitError",
+    "check_dataset": "data:check_dataset",
+    "compare": "compare:compare",
+    "create_app": "server:create_app",
+    "create_backbone": "backbones:create_backbone",
+    "create_text_backbone": "backbones:create_text_backbone",
+    "evaluate": "evaluate:evaluate",
+    "export": "exporter:export",
+    "extract_features": "features:extract_features",
+    "list_backbones": "backbones:list_backbones",
+    "list_datasets": "data:list_datasets",
+    "list_presets": "compare:list_presets",
+    "load_dataset": "modality:load_dataset",
+    "load_predictor": "predictor:load_predictor",
+    "load_preset": "compare:load_preset",
+    "make_splits": "data:make_splits",
+    "predict_files": "bulk_predict:predict_files",
+    "render_report": "report:render_report",
+    "serve": "server:serve",
+    "train": "pipeline:train",
+    "write_compare_report": "report:write_compare_report",
+    "write_run_report": "report:write_run_report",
+}
 
 
-def load_run(run_dir) -> Run:
+def load_run(run_dir):
     """Open a finished run folder (for `predict`, its metrics and config)."""
+    from .run import Run
+
     return Run.load(run_dir)
 
 
-def serve(model, host: str = "127.0.0.1", port: int = 8000, **limits) -> None:
-    """Serve a run folder or exported model over HTTP (FastAPI on uvicorn); see `create_app`."""
-    from .server import serve as _serve
+def list_strategies(modality: str | None = None) -> dict[str, dict]:
+    """The strategies (of one modality, or all): name -> what it does and which data it takes."""
+    from .strategies.registry import STRATEGIES
 
-    _serve(model, host, port, **limits)
-
-
-def create_app(model, **limits):
-    """The FastAPI app `serve` runs, for tests or mounting in another ASGI app."""
-    from .server import create_app as _create_app
-
-    return _create_app(model, **limits)
+    return {n: {"summary": s.summary, "modalities": list(s.modalities), "baseline": s.baseline}
+            for n, s in STRATEGIES.items() if modality is None or modality in s.modalities}
 
 
 def predict(run_dir, inputs, top_k: int = 5) -> list[dict]:
-    """Top-k labels for image files, folders or CSVs of paths, with a trained run."""
+    """Top-k labels for inputs of the run's kind: image files, folders or tables of paths;
+    or texts (each `str` is a text), .txt files and tables of texts for a text run."""
+    from .run import Run
+
     return Run.load(run_dir).predict(inputs, top_k=top_k)
 
 
-__all__ = [
-    "Backbone",
-    "FeatureCache",
-    "ImageDataset",
-    "Predictor",
-    "Run",
-    "Splits",
-    "TrainConfig",
-    "TransferkitError",
-    "check_dataset",
-    "compare",
-    "create_app",
-    "create_backbone",
-    "evaluate",
-    "export",
-    "extract_features",
-    "list_backbones",
-    "list_datasets",
-    "list_presets",
-    "load_dataset",
-    "load_predictor",
-    "load_preset",
-    "load_run",
-    "make_splits",
-    "predict",
-    "predict_files",
-    "serve",
-    "render_report",
-    "train",
-    "write_compare_report",
-    "write_run_report",
-]
+def __getattr__(name: str):
+    if name in _API:
+        module, attr = _API[name].split(":")
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'transferkit' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
+
+
+__all__ = sorted([*_API, "list_strategies", "load_run", "predict", "__version__"])

@@ -7,7 +7,10 @@ exist". timm and transformers import torchvision, so they fail too. We never cal
 (detection only), so declaring the two op schemas with ``torch.library`` is enough for the
 import to succeed. We act only on that exact error and re-raise anything else.
 
-Import this module before timm / transformers / torchvision (``transferkit/__init__`` does).
+`install()` (run by ``import transferkit``) costs nothing: it puts a finder in front of the
+import system that applies the fix the first time anything imports torchvision (timm,
+transformers, a user's own code), so `import transferkit` and `transferkit --help` do not
+import torch.
 """
 from __future__ import annotations
 
@@ -51,4 +54,44 @@ def ensure_torchvision() -> None:
         import torchvision  # noqa: F401
 
 
-ensure_torchvision()
+class _TorchvisionFinder:
+    """Meta-path finder: the first `import torchvision` goes through ensure_torchvision()."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "torchvision":
+            return None
+        uninstall()
+        ensure_torchvision()
+        module = sys.modules.get("torchvision")
+        if module is None:
+            return None
+        import importlib.util
+
+        return importlib.util.spec_from_loader(name, _Loaded(module), origin=getattr(module, "__file__", None), is_package=True)
+
+
+class _Loaded:
+    """A loader that hands back the module ensure_torchvision() already imported."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def create_module(self, spec):
+        return self.module
+
+    def exec_module(self, module):
+        pass
+
+
+_FINDER = _TorchvisionFinder()
+
+
+def install() -> None:
+    if "torchvision" not in sys.modules and _FINDER not in sys.meta_path:
+        sys.meta_path.insert(0, _FINDER)
+
+
+def uninstall() -> None:
+    if _FINDER in sys.meta_path:
+        sys.meta_path.remove(_FINDER)
+

@@ -1,9 +1,10 @@
-"""Predict over many files: streamed, batched, decoding overlapped with compute, resumable.
+"""Predict over many inputs: streamed, batched, decoding overlapped with compute, resumable —
+images (files, folders, tables of paths) and texts (texts given, .txt files, folders, tables
+with a text column) alike: the model's modality reads the inputs.
 
-Inputs (files, folders, CSVs of paths) are walked lazily, in a fixed order. DataLoader
-workers decode and preprocess whole batches (worker w takes batches w, w+W, ...; the loader
-returns them in order) while the main process runs the model, so memory stays flat whatever
-the number of files. Rows go to a journal beside the output (`OUT.partial`), flushed after
+Inputs are walked lazily, in a fixed order. DataLoader workers decode and prepare whole batches
+(worker w takes batches w, w+W, ...; the loader returns them in order) while the main process
+collates them and runs the model, so memory stays flat whatever the number of inputs. Rows go to a journal beside the output (`OUT.partial`), flushed after
 every batch; an interrupted run started again with the same command skips the rows already
 written, and the finished file is moved into place (CSV) or converted (Parquet) at the end.
 """
@@ -21,43 +22,42 @@ import numpy as np
 import torch
 
 from . import io as tkio
-from .data.images import IMAGE_EXTENSIONS, ImageDecodeError, open_rgb
 from .errors import TransferkitError
+from .modality import InputError
 from .predictor import load_predictor
-from .run import iter_inputs
+from .topk import top_k as top_labels
 
 FSYNC_EVERY = 64  # batches between fsyncs of the journal (each batch is flushed to the OS)
 
 
 class _Batches(torch.utils.data.IterableDataset):
-    """Decoded, preprocessed batches of the input stream; runs in DataLoader workers."""
+    """Prepared batches of the input stream; runs in DataLoader workers."""
 
-    def __init__(self, inputs: list[str], transform, size_hint: int, batch_size: int, skip: int, data_root=None):
-        self.inputs, self.transform, self.hint, self.batch_size, self.skip = inputs, transform, size_hint, batch_size, skip
-        self.data_root = data_root
+    def __init__(self, modality, inputs: list, options: dict, pre, batch_size: int, skip: int):
+        self.modality, self.inputs, self.options, self.pre, self.batch_size, self.skip = modality, inputs, options, pre, batch_size, skip
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         n_workers, me = (info.num_workers, info.id) if info else (1, 0)
-        stream = itertools.islice(iter_inputs(self.inputs, self.data_root), self.skip, None)
+        stream = itertools.islice(self.modality.iter_inputs(self.inputs, self.options), self.skip, None)
         for b, chunk in enumerate(_chunks(stream, self.batch_size)):
             if b % n_workers == me:
                 yield self._load(chunk)
 
-    def _load(self, paths: list[str]):
-        xs, ok, errors = [], [], {}
-        for j, path in enumerate(paths):
+    def _load(self, refs: list):
+        items, ok, errors = [], [], {}
+        for j, ref in enumerate(refs):
             try:
-                xs.append(self.transform(open_rgb(path, self.hint)))
+                items.append(self.pre.item(self.pre.load(ref.payload)))
                 ok.append(j)
-            except ImageDecodeError as exc:
+            except InputError as exc:
                 errors[j] = str(exc)
             except Exception as exc:  # noqa: BLE001 - a strange file must not stop 100k others
-                errors[j] = f"cannot preprocess ({type(exc).__name__}: {exc})"
-        return paths, torch.stack(xs) if xs else torch.zeros(0), ok, errors
+                errors[j] = f"cannot prepare ({type(exc).__name__}: {exc})"
+        return [r.id for r in refs], items, ok, errors
 
 
-def _chunks(it: Iterator[str], n: int) -> Iterator[list[str]]:
+def _chunks(it: Iterator, n: int) -> Iterator[list]:
     while chunk := list(itertools.islice(it, n)):
         yield chunk
 
@@ -68,7 +68,7 @@ def header(top_k: int) -> list[str]:
 
 def predict_files(
     model,
-    inputs: Iterable[str | os.PathLike],
+    inputs: Iterable,
     out: str | os.PathLike | None = None,
     *,
     top_k: int = 1,
@@ -77,71 +77,77 @@ def predict_files(
     progress: bool = True,
     restart: bool = False,
     data_root: str | os.PathLike | None = None,
+    text_column: str | None = None,
+    device: str = "cpu",
     stdout=None,
 ) -> dict:
-    """Label every image in `inputs` with `model` (a run folder, an .onnx / TorchScript file or
+    """Label every input in `inputs` with `model` (a run folder, an .onnx / TorchScript file or
     a Predictor) and write one row per input to `out` (.csv, or .parquet with pyarrow), or
-    print CSV rows to `stdout` when `out` is None. Unreadable files get a row with `error`.
+    print CSV rows to `stdout` when `out` is None. Image models: files, folders, tables of
+    paths. Text models: `modality.Ref(id, text)` items for texts given directly, .txt files,
+    folders of them, tables with a text column. Unusable inputs get a row with `error`.
 
     Started again after an interruption with the same `out`, it resumes after the last row
     written (`restart=True` discards that). Returns counts and timings.
     """
-    from tqdm.auto import tqdm
-
-    from .features.extract import default_workers, resize_hint_for
+    from .loop.data import default_workers
+    from .loop.devices import choose
+    from .progress import bar as progress_bar
 
     t0 = time.perf_counter()
-    inputs = [str(i) for i in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)]
+    inputs = list([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)
+    placement = choose(device, "fp32")
+    pred = load_predictor(model, placement)
+    mod = pred.modality
     if not inputs:
-        raise TransferkitError("no inputs: give image files, folders of images or CSVs with a path column")
-    for i in inputs:
-        if not Path(i).exists() and Path(i).suffix.lower() not in IMAGE_EXTENSIONS:
-            raise TransferkitError(f"{i}: no such file or folder; give image files, folders of images or CSVs with a path column")
-    pred = load_predictor(model, "predict_files")
+        raise TransferkitError(f"no inputs: give {mod.unit} files, folders of them or tables" + (" (or --text TEXT)" if mod.name == "text" else ""))
+    mod.check_inputs(inputs)
+    if data_root and mod.name != "image":
+        raise TransferkitError(f"--data-root applies to tables of image paths; {pred.source} is a {mod.name} model")
+    if text_column and mod.name != "text":
+        raise TransferkitError(f"--text-column applies to text models; {pred.source} is an {mod.name} model")
+    options = {"data_root": data_root, "text_column": text_column}
     k = max(1, min(int(top_k), len(pred.classes)))
     cols = header(k)
     fmt = _format(out)
-    total = sum(1 for _ in iter_inputs(inputs, data_root))
+    total = sum(1 for _ in mod.iter_inputs(inputs, options))
     if total == 0:
-        raise TransferkitError(f"no images found in {', '.join(inputs)} (image types: {', '.join(sorted(IMAGE_EXTENSIONS))})")
+        raise TransferkitError(f"no {mod.unit}s found in {', '.join(str(getattr(i, 'id', i)) for i in inputs[:5])}")
 
     journal = sink = None
     done = 0
     if out is not None:
         journal = Path(str(out) + ".partial")
-        settings = {"model": str(Path(pred.source).resolve()), "top_k": k, "inputs": [str(Path(i).resolve()) for i in inputs], "format": fmt}
-        done = _open_journal(journal, settings, cols, inputs, restart, data_root)
+        settings = {"model": str(Path(pred.source).resolve()), "top_k": k, "inputs": [_describe(i) for i in inputs], "format": fmt}
+        done = _open_journal(journal, settings, cols, mod, inputs, options, restart)
         sink = open(journal, "a", newline="", encoding="utf-8")
     else:
         sink = stdout or sys.stdout
         csv.writer(sink, lineterminator="\n").writerow(cols)
     writer = csv.writer(sink, lineterminator="\n")
 
-    n_workers = default_workers(total - done) if workers is None else int(workers)
-    loader = torch.utils.data.DataLoader(
-        _Batches(inputs, pred.transform, resize_hint_for(pred.data_config), batch_size, done, data_root), batch_size=None, num_workers=n_workers
-    )
-    bar = tqdm(total=total, initial=done, desc="predicting", unit="img", disable=not progress, file=sys.stderr, smoothing=0.1)
+    n_workers = default_workers(total - done, placement.device, workers)
+    loader = torch.utils.data.DataLoader(_Batches(mod, inputs, options, pred.preprocessor, batch_size, done), batch_size=None, num_workers=n_workers)
+    pbar = progress_bar(total, "predicting", mod.unit, initial=done, disable=not progress)
     rows = errors = 0
     try:
-        for b, (paths, x, ok, errs) in enumerate(loader):
-            probs = pred.predict_proba(x) if ok else np.zeros((0, len(pred.classes)))
+        for b, (ids, items, ok, errs) in enumerate(loader):
+            probs = pred.predict_proba(pred.preprocessor.collate(items)) if ok else np.zeros((0, len(pred.classes)))
             by_pos = dict(zip(ok, probs))
-            for j, path in enumerate(paths):
+            for j, rid in enumerate(ids):
                 if j in errs:
-                    writer.writerow([path, *[""] * (2 * k), errs[j]])
+                    writer.writerow([rid, *[""] * (2 * k), errs[j]])
                     errors += 1
                 else:
-                    p = by_pos[j]
-                    top = np.argsort(-p, kind="stable")[:k]
-                    writer.writerow([path, *[v for t in top for v in (pred.classes[t], f"{float(p[t]):.6f}")], ""])
-            rows += len(paths)
+                    labels, ps = top_labels(by_pos[j], pred.classes, k)
+                    writer.writerow([rid, *[v for lab, p in zip(labels, ps) for v in (lab, f"{p:.6f}")], ""])
+            rows += len(ids)
             sink.flush()
             if journal is not None and b % FSYNC_EVERY == FSYNC_EVERY - 1:
                 os.fsync(sink.fileno())
-            bar.update(len(paths))
+            pbar.update(len(ids))
     finally:
-        bar.close()
+        pbar.close()
         if journal is not None:
             sink.flush()
             os.fsync(sink.fileno())
@@ -151,6 +157,17 @@ def predict_files(
         _finish(journal, Path(out), fmt, k)
         result["out"] = str(out)
     return result
+
+
+def _describe(i) -> str:
+    """An input as the journal's settings record it (a text given directly: its hash)."""
+    from .modality import Ref
+
+    if isinstance(i, Ref):
+        import hashlib
+
+        return f"{i.id}#{hashlib.blake2b(str(i.payload).encode('utf-8', 'surrogatepass'), digest_size=8).hexdigest()}"
+    return str(Path(i).resolve())
 
 
 def _format(out) -> str:
@@ -168,7 +185,7 @@ def _format(out) -> str:
     raise TransferkitError(f"--out {out}: write a .csv or a .parquet file")
 
 
-def _open_journal(journal: Path, settings: dict, cols: list[str], inputs: list[str], restart: bool, data_root=None) -> int:
+def _open_journal(journal: Path, settings: dict, cols: list[str], mod, inputs: list, options: dict, restart: bool) -> int:
     """Rows already written by an interrupted run with the same settings (0 for a fresh start)."""
     meta = Path(str(journal) + ".json")
     if journal.exists() and not restart:
@@ -180,7 +197,8 @@ def _open_journal(journal: Path, settings: dict, cols: list[str], inputs: list[s
             )
         done, last = _repair(journal, cols)
         if done:
-            at = next(itertools.islice(iter_inputs(inputs, data_root), done - 1, None), None)
+            ref = next(itertools.islice(mod.iter_inputs(inputs, options), done - 1, None), None)
+            at = ref.id if ref is not None else None
             if at != last:
                 raise TransferkitError(f"{journal}: the inputs changed since the interrupted run (row {done} was {last}, now {at}); add --restart to start over")
             print(f"[transferkit] resuming: {done} rows already in {journal}", file=sys.stderr)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import signal
 import sys
 from pathlib import Path
@@ -23,7 +22,15 @@ EPILOG = """examples:
   transferkit train r8 --strategy finetune       # texts: fine-tune MiniLM-L6 (offline) on Reuters R8
   transferkit train reviews.csv --strategy tfidf --text-column review --label-column stars
   transferkit predict runs/r8-finetune-minilm-l6 --text "oil prices rose sharply" --top-k 3
+  transferkit export runs/r8-finetune-minilm-l6  # texts export too (tokenizer files beside the .onnx)
+  torchrun --nproc-per-node 2 -m transferkit train photos/ --strategy finetune   # several processes, one run
 """
+
+
+def _strategy_help() -> str:
+    from transferkit.strategies.registry import STRATEGIES
+
+    return "; ".join(f"{s.name}: {s.summary}" + ("" if len(s.modalities) > 1 else f" [{s.modalities[0]}s]") for s in STRATEGIES.values())
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,50 +45,55 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a classifier on labelled data and write a run folder", description="Train a classifier on DATA and write a run folder (config, split, model, metrics, history, predictions, report).", argument_default=argparse.SUPPRESS)
     t.add_argument("data", metavar="DATA", nargs="?", default=None, help="a folder with one sub-folder per class of images or .txt files (or train/ and test/ sub-folders), a CSV with path,label columns, a CSV/TSV/JSONL of texts with text,label columns, or a built-in dataset name")
-    t.add_argument("--strategy", help="probe (default): cached backbone features + a classifier; head: frozen backbone + dense head (images: on augmented images); partial: top --unfreeze blocks/layers train too; finetune: head warm-up, then everything; images also: scratch (a small CNN from random init), mlp (a dense network on raw pixels); texts also: tfidf (TF-IDF n-grams + logistic regression)")
+    t.add_argument("--strategy", metavar="NAME", help="default probe. " + _strategy_help())
     t.add_argument("--backbone", help="pretrained backbone; `transferkit backbones` lists them (default: efficientnet_lite0 for images, minilm-l6 for texts; both work offline); texts: any Hugging Face model name (online) or a local model folder")
-    t.add_argument("--resume", metavar="RUN_DIR", default=None, help="images: continue an interrupted training run (its --out folder) from its last finished epoch")
+    t.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue an interrupted training run (its --out folder) from its last finished epoch")
     _add_train_options(t)
     t.add_argument("--out", metavar="DIR", help="run folder to write (default: runs/<data>-<strategy>-<backbone>); only an earlier run folder is ever replaced")
 
     c = sub.add_parser("compare", help="run several strategies/backbones on one split and write a leaderboard", description="Run every strategy x backbone (or a preset's runs) on one shared split; write DIR/leaderboard.csv, DIR/leaderboard.json, one run folder per run and report.html. A failed run is recorded and the others go on.", argument_default=argparse.SUPPRESS)
     c.add_argument("data", metavar="DATA", help="as for `train`")
-    c.add_argument("--strategies", default="probe,head,finetune,scratch,mlp", help="comma-separated (default: probe,head,finetune,scratch,mlp)")
-    c.add_argument("--backbones", default="efficientnet_lite0", help="comma-separated backbones for the transfer strategies (default: efficientnet_lite0)")
+    c.add_argument("--strategies", default=None, help="comma-separated (default: every strategy for the data's kind: probe,head,partial,finetune,scratch,mlp for images; probe,head,partial,finetune,tfidf for texts)")
+    c.add_argument("--backbones", default=None, help="comma-separated backbones for the transfer strategies (default: efficientnet_lite0 for images, minilm-l6 for texts)")
     c.add_argument("--preset", default=None, help="a study instead of --strategies: a shipped preset (vgg-study: the VGG16/CINIC-10 study's four models) or a YAML file of runs")
     _add_train_options(c)
     c.add_argument("--out", metavar="DIR", default=None, help="comparison folder (default: runs/<data>-compare)")
 
-    pr = sub.add_parser("predict", help="label images or texts with a run folder or an exported model", description="Label images (or texts, with a text run) using a run folder or an exported .onnx / TorchScript file: streamed, batched, one output row per input (errors included). An interrupted run with --out resumes when started again.")
+    pr = sub.add_parser("predict", help="label images or texts with a run folder or an exported model", description="Label images (or texts, with a text model) using a run folder or an exported .onnx / TorchScript file: streamed, batched, one output row per input (errors included). An interrupted run with --out resumes when started again.")
     pr.add_argument("run", metavar="RUN_DIR|MODEL", help="a run folder written by `transferkit train`, or a file written by `transferkit export`")
     pr.add_argument("inputs", metavar="INPUT", nargs="*", help="image files, folders of images, or CSVs with a path column; for a text run: .txt files, folders of them, or CSV/TSV/JSONL files with a text column")
     pr.add_argument("--text", action="append", default=[], metavar="TEXT", help="a text to classify (text runs; repeat for more)")
     pr.add_argument("--out", metavar="FILE", help="write the rows to FILE.csv or FILE.parquet (default: print CSV)")
-    pr.add_argument("--top-k", type=int, default=1, help="labels per image (default: 1)")
-    pr.add_argument("--data-root", metavar="DIR", help="for CSV inputs: the folder their paths are relative to and must stay inside (default: the CSV's folder)")
-    pr.add_argument("--batch-size", type=int, default=32, help="images per model call (default: 32)")
-    pr.add_argument("--workers", type=int, metavar="N", help="decoding processes beside the model (default: half the cores, at most 4)")
+    pr.add_argument("--top-k", type=int, default=1, help="labels per input (default: 1)")
+    pr.add_argument("--data-root", metavar="DIR", help="image models, CSV inputs: the folder their paths are relative to and must stay inside (default: the CSV's folder)")
+    pr.add_argument("--text-column", metavar="NAME", help="text models, table inputs: the column holding the texts (default: found from the header)")
+    pr.add_argument("--batch-size", type=int, default=32, help="inputs per model call (default: 32)")
+    pr.add_argument("--workers", type=int, metavar="N", help="decoding processes beside the model (default: from the cores)")
+    pr.add_argument("--device", default="cpu", help="where the model runs: cpu (default), auto, cuda, cuda:N, mps")
     pr.add_argument("--restart", action="store_true", help="discard an interrupted run's rows instead of resuming")
 
-    ex = sub.add_parser("export", help="export a run's classifier to ONNX or TorchScript, with a model card", description="Export the whole classifier (backbone + head + softmax) with its labels and preprocessing as metadata. The file is written only if it matches the trained model on the run's test images (max probability difference <= 1e-4, identical labels). A model-card.md is written beside it.")
+    ex = sub.add_parser("export", help="export a run's classifier to ONNX or TorchScript, with a model card", description="Export the whole classifier (backbone + head + temperature + softmax) with its labels and preprocessing as metadata (a text model: its tokenizer files in a folder beside it). The file is written only if it matches the trained model on the run's test items (max probability difference <= 1e-4, identical labels). A model-card.md is written beside it.")
     ex.add_argument("run", metavar="RUN_DIR", help="a run folder written by `transferkit train`")
     ex.add_argument("--format", default="onnx", choices=["onnx", "torchscript"], help="onnx (ONNX Runtime and others) or torchscript (default: onnx)")
     ex.add_argument("--out", metavar="FILE", help="file to write (default: RUN_DIR/export/model.onnx or model.pt)")
     ex.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
-    ex.add_argument("--int8", action="store_true", help="also write an int8 ONNX (static quantisation) and compare its accuracy and speed in the model card")
-    ex.add_argument("--parity-data", metavar="PATH", help="images to run the parity check on when the run's test images are not on this machine")
+    ex.add_argument("--int8", action="store_true", help="also write an int8 ONNX (images: static quantisation; texts: dynamic) and compare its accuracy and speed in the model card")
+    ex.add_argument("--parity-data", metavar="PATH", help="images or texts to run the parity check on when the run's test items are not on this machine")
+    ex.add_argument("--device", default="cpu", help="where the parity check runs both models: cpu (default), auto, cuda, cuda:N")
 
-    sv = sub.add_parser("serve", help="serve a classifier over HTTP (API + a drop-an-image page)", description="Serve a run folder or an exported model with FastAPI on uvicorn: POST /predict (image uploads), GET /health, GET /labels, GET /docs, and GET / (a page to drop images on).")
+    sv = sub.add_parser("serve", help="serve a classifier over HTTP (API + a page to try it)", description="Serve a run folder or an exported model with FastAPI on uvicorn: POST /predict (image uploads, or JSON texts for a text model), GET /health, GET /labels, GET /docs, and GET / (a page to drop images on or type texts into).")
     sv.add_argument("run", metavar="RUN_DIR|MODEL", help="a run folder, or a .onnx / TorchScript file written by `transferkit export`")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     sv.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     sv.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted file (default: 10 MB)")
     sv.add_argument("--max-files", type=int, default=16, help="files per request (default: 16)")
     sv.add_argument("--max-pixels", type=int, default=40_000_000, help="largest accepted image, width x height (default: 40 million)")
-    sv.add_argument("--max-batch", type=int, default=32, help="images per model call when requests are batched (default: 32)")
+    sv.add_argument("--max-batch", type=int, default=32, help="inputs per model call when requests are batched (default: 32)")
+    sv.add_argument("--min-confidence", type=float, default=0.0, metavar="P", help="mark answers whose top probability is below P as uncertain (default: 0, never)")
+    sv.add_argument("--device", default="cpu", help="where the model runs: cpu (default), auto, cuda, cuda:N, mps")
 
-    rp = sub.add_parser("report", help="re-render the HTML report of a run or comparison folder", description="Write report.html (and report.md, plots/*.png) from a finished run folder or a comparison folder, without retraining.")
-    rp.add_argument("folder", metavar="RUN_DIR|COMPARE_DIR", help="a folder written by `transferkit train` or `transferkit compare`")
+    rp = sub.add_parser("report", help="re-render the HTML report of a run or comparison folder, or index a folder of runs", description="Write report.html (and report.md, plots/*.png) from a finished run folder or a comparison folder, without retraining; for a folder that holds runs and comparisons, write its index.html (every run with its data, strategy, backbone, scores and a link).")
+    rp.add_argument("folder", metavar="RUN_DIR|COMPARE_DIR|FOLDER", help="a folder written by `transferkit train` or `transferkit compare`, or a folder holding such folders")
 
     b = sub.add_parser("backbones", help="list the pretrained backbones", description="List backbones with feature size, input size, parameters and where their weights come from.")
     b.add_argument("pattern", nargs="?", default="*", help="filter, e.g. 'resnet*' (any timm model name works)")
@@ -100,34 +112,40 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--val-size", type=float, help="fraction held out for validation (default: 0.15)")
     g.add_argument("--test-size", type=float, help="fraction held out for the test (default: 0.15; ignored when the data comes split)")
     g.add_argument("--seed", type=int, help="seed for the split and training (default: 0)")
-    g.add_argument("--batch-size", type=int, help="images or texts per batch (default: 32)")
-    g.add_argument("--engine", choices=["auto", "torch", "onnx"], help="what runs the image backbone for features: torch (eager, channels-last), onnx (ONNX Runtime), or auto: the faster of the two, measured once per backbone and input size (default: auto)")
+    g.add_argument("--batch-size", type=int, help="images or texts per batch, per process (default: 32)")
+    g.add_argument("--engine", choices=["auto", "torch", "onnx"], help="images: what runs the backbone for features: torch (eager, channels-last), onnx (ONNX Runtime), or auto: the faster of the two, measured once per backbone and input size (default: auto)")
     g.add_argument("--data-root", metavar="DIR", help="for a CSV: the folder its paths are relative to and must stay inside (default: the CSV's folder)")
     g.add_argument("--text-column", metavar="NAME", help="texts: the column holding the text (default: found from the header: text, sentence, review, ...)")
-    g.add_argument("--label-column", metavar="NAME", help="texts: the column holding the label (default: found from the header: label, class, category, ...)")
+    g.add_argument("--label-column", metavar="NAME", help="tables: the column holding the label (default: found from the header: label, class, category, ...)")
     g.add_argument("--max-length", type=int, metavar="TOKENS", help="texts: tokens kept per text, longer texts are truncated (default: the model's own, 256 for minilm-l6)")
     g.add_argument("--cache-dir", metavar="DIR", help="feature cache location (default: ~/.cache/transferkit)")
-    g.add_argument("--workers", type=int, help="data-loading processes (default: half the CPUs, at most 4)")
+    g.add_argument("--workers", type=int, help="data-loading processes (default: from the cores and the device)")
+    d = p.add_argument_group("hardware")
+    d.add_argument("--device", help="auto (default: CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps; config.json records the choice and why")
+    d.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="auto (default): bf16 autocast on GPUs that support it, fp16 + gradient scaling on those that do not, fp32 on the CPU; weights stay fp32")
+    d.add_argument("--grad-accum", type=int, metavar="K", help="micro-batches per optimizer step: the same update as a K times larger batch, in less memory (default: 1)")
+    d.add_argument("--activation-checkpointing", action="store_true", help="partial/finetune: recompute the backbone's activations in the backward pass (less memory, more time)")
     h = p.add_argument_group("heads")
     h.add_argument("--head", choices=["linear", "mlp"], help="probe classifier: logistic regression, or a ReLU layer + softmax (default: linear)")
     h.add_argument("--feature-power", choices=["auto", "none", "sqrt"], help="probe linear head: sqrt takes the signed square root of every feature first (evens out the few very strong channels of pooled CNN features); auto (default) tries both and keeps the one with the lower validation log-loss")
     h.add_argument("--no-refit", dest="refit", action="store_false", help="probe linear head: keep the fit on the training split only (default: once C is chosen on validation, fit again on train + validation; validation metrics still come from the first fit)")
     h.add_argument("--hidden", "--head-hidden", dest="hidden", type=int, metavar="N", help="units of the head's hidden layer (default: 1024)")
-    h.add_argument("--dropout", type=float, help="dropout before the head's output layer (default: 0.1)")
+    h.add_argument("--dropout", type=float, help="dropout before the output layer (default: 0.1; probe mlp head 0.2; scratch 0.3; mlp 0.2)")
     h.add_argument("--batch-norm", action="store_true", help="batch-norm after the head's hidden layer")
+    h.add_argument("--calibrate", choices=["temperature", "none"], help="temperature (default): fit one temperature on the validation split so the probabilities mean what they say, applied in the saved and exported model; none")
     o = p.add_argument_group("training (head, partial, finetune, scratch, mlp)")
-    o.add_argument("--epochs", type=int, help="epochs in all (images: 10 for pretrained bodies, 30 for scratch/mlp, early stopping may end sooner; texts: head 30 on cached features, partial/finetune 3)")
+    o.add_argument("--epochs", type=int, help="epochs in all (images: 10 for pretrained bodies, 30 for scratch/mlp; texts: head 30 on cached features, partial/finetune 3; probe --head mlp: 60; early stopping may end sooner)")
     o.add_argument("--lr", type=float, help="peak AdamW learning rate of the head; scratch/mlp: of the whole network (default: 1e-3)")
     o.add_argument("--weight-decay", type=float, help="AdamW weight decay (default: 0.01)")
-    o.add_argument("--warmup-epochs", type=float, help="linear learning-rate warm-up before the cosine decay (default: 1)")
-    o.add_argument("--label-smoothing", type=float, help="cross-entropy label smoothing (default: 0.1)")
-    o.add_argument("--class-weight", choices=["none", "balanced"], help="balanced: weight the loss by inverse class frequency of the training split (default: none)")
-    o.add_argument("--patience", type=int, help="stop after this many epochs without a lower validation loss; 0: never (default: 3)")
+    o.add_argument("--warmup-epochs", type=float, help="linear learning-rate warm-up before the cosine decay (default: images 1, texts 0.3)")
+    o.add_argument("--label-smoothing", type=float, help="cross-entropy label smoothing (default: images 0.1, texts 0)")
+    o.add_argument("--class-weight", choices=["none", "balanced"], help="balanced: weight the loss by inverse class frequency of the training split (every strategy; probe and tfidf as sample weights; default: none)")
+    o.add_argument("--patience", type=int, help="stop after this many epochs without a lower validation loss; 0: never (default: 3; probe mlp head: 8)")
     o.add_argument("--augment", choices=["none", "light", "strong"], help="training augmentation from the backbone's data config (default: light; mlp: none)")
     o.add_argument("--unfreeze", type=int, metavar="N", help="partial: backbone blocks (images) or encoder layers (texts) trained, counted from the top (default: 2)")
     o.add_argument("--body-lr-mult", type=float, help="partial/finetune: backbone learning rate as a multiple of --lr, for its top block/layer (default: images 0.2, texts 0.05)")
     o.add_argument("--layer-decay", type=float, help="each backbone block (images) or encoder layer (texts) below the top learns at this times the rate above (default: images 0.9, texts 0.8)")
-    o.add_argument("--head-epochs", type=int, help="finetune: epochs training only the head before unfreezing everything (default: 2)")
+    o.add_argument("--head-epochs", type=int, help="partial/finetune: epochs training only the head first: images 2 through the frozen body (counted in --epochs); on cached features (texts, --augment none) 30, before the --epochs")
     o.add_argument("--train-bn", action="store_true", help="update the batch-norm statistics of trainable pretrained layers (default: keep ImageNet's)")
 
 
@@ -147,41 +165,16 @@ def _cmd_compare(a) -> None:
     tk.compare(a.data, strategies=a.strategies, backbones=a.backbones, out=a.out, preset=a.preset, **_options(a, "strategies", "backbones", "out", "preset"))
 
 
-def _predict_texts(a, run) -> None:
-    from transferkit import io as tkio
-    from transferkit.errors import TransferkitError
-    from transferkit.text_run import read_text_inputs
-
-    k = max(1, a.top_k)
-    items = [(f"text[{i}]", t) for i, t in enumerate(a.text)] + read_text_inputs(a.inputs, run.config.text_column)
-    if not items:
-        raise TransferkitError("nothing to predict: give .txt files, folders of them, CSV/TSV/JSONL files with a text column, or --text TEXT")
-    header = ["path"] + [f"{n}{j}" for j in range(1, k + 1) for n in ("label", "prob")] + ["error"]
-    rows = []
-    out = csv.writer(sys.stdout, lineterminator="\n")  # quoted like the CSV file: ids and labels may hold commas
-    for r in run.predict_text_iter(items, top_k=k):
-        pairs = [v for lp in zip(r["labels"], (f"{p:.4f}" for p in r["probs"])) for v in lp]
-        rows.append([r["path"], *pairs, *[""] * (2 * k - len(pairs)), r["error"]])
-        if a.out is None:
-            out.writerow(rows[-1])
-    if a.out:
-        tkio.write_csv(a.out, header, rows)
-        print(f"wrote {len(rows)} rows to {a.out}", file=sys.stderr)
-
-
 def _cmd_predict(a) -> None:
     import transferkit as tk
     from transferkit.errors import TransferkitError
+    from transferkit.modality import Ref
 
-    run = tk.load_run(a.run) if Path(a.run).is_dir() else None
-    if run is not None and run.kind == "text":
-        _predict_texts(a, run)
-        return
-    if a.text:
-        raise TransferkitError(f"{a.run}: an image model; --text is for runs trained on texts")
-    if not a.inputs:
-        raise TransferkitError("nothing to predict: give image files, folders of images or CSVs with a path column")
-    res = tk.predict_files(a.run, a.inputs, a.out, top_k=a.top_k, batch_size=a.batch_size, workers=a.workers, progress=a.out is not None, restart=a.restart, data_root=a.data_root)
+    inputs = [Ref(f"text[{i}]", t) for i, t in enumerate(a.text)] + list(a.inputs)
+    if not inputs:
+        raise TransferkitError("nothing to predict: give image files, folders or CSVs of paths (image models), or texts with --text and .txt / CSV / JSONL files (text models)")
+    res = tk.predict_files(a.run, inputs, a.out, top_k=a.top_k, batch_size=a.batch_size, workers=a.workers, progress=a.out is not None, restart=a.restart,
+                           data_root=a.data_root, text_column=a.text_column, device=a.device)
     if a.out:
         print(f"wrote {res['rows']} rows to {a.out} ({res['new_rows']} predicted in {res['seconds']:.1f} s" + (f", resumed after {res['resumed_after']}" if res["resumed_after"] else "") + ")", file=sys.stderr)
 
@@ -189,9 +182,9 @@ def _cmd_predict(a) -> None:
 def _cmd_export(a) -> None:
     import transferkit as tk
 
-    r = tk.export(a.run, a.format, a.out, opset=a.opset, int8=a.int8, parity_inputs=a.parity_data)
+    r = tk.export(a.run, a.format, a.out, opset=a.opset, int8=a.int8, parity_inputs=a.parity_data, device=a.device)
     p = r.parity
-    print(f"parity on {p['n']} {p['source']} images: max probability difference {p['max_abs_diff']:.1e} (<= {p['tolerance']:.0e}), labels identical", file=sys.stderr)
+    print(f"parity on {p['n']} {p['source']} items: max probability difference {p['max_abs_diff']:.1e} (<= {p['tolerance']:.0e}), labels identical", file=sys.stderr)
     if r.int8:
         q = r.int8
         print(f"int8: {q['path']} (labels equal to fp32 on {q['agree_with_fp32']}/{q['n']}; accuracy {q['accuracy_int8']} vs fp32 {q['accuracy_fp32']})", file=sys.stderr)
@@ -201,7 +194,7 @@ def _cmd_export(a) -> None:
 def _cmd_serve(a) -> None:
     import transferkit as tk
 
-    tk.serve(a.run, host=a.host, port=a.port, max_upload_mb=a.max_upload_mb, max_files=a.max_files, max_pixels=a.max_pixels, max_batch=a.max_batch)
+    tk.serve(a.run, host=a.host, port=a.port, max_upload_mb=a.max_upload_mb, max_files=a.max_files, max_pixels=a.max_pixels, max_batch=a.max_batch, min_confidence=a.min_confidence, device=a.device)
 
 
 def _cmd_report(a) -> None:
@@ -234,7 +227,7 @@ def _cmd_datasets(a) -> None:
 
 
 RESUME_HINT = {
-    "train": "features computed so far are cached, image training state is saved after every epoch, and no run folder was half-written; run the same command again (image training: with --resume RUN_DIR) to go on",
+    "train": "features computed so far are cached, training state is saved after every epoch, and no run folder was half-written; run the same command again (training: with --resume RUN_DIR) to go on",
     "compare": "finished runs are in the comparison folder and its leaderboard; features computed so far are cached",
     "predict": "with --out, the rows done so far are kept (OUT.partial) and the same command resumes; without it, run it again",
     "export": "no model file was written; run the same command again",

@@ -23,21 +23,18 @@ import time
 from pathlib import Path
 
 from . import io as tkio
-from .config import IMAGE_ONLY, NO_BACKBONE, STRATEGIES, TEXT_ONLY, TrainConfig
-from .data import check_dataset, load_dataset, make_splits
+from .config import TrainConfig
+from .data import check_dataset, make_splits
 from .errors import TransferkitError
+from .log import log
 
 LEADERBOARD_FIELDS = [
     "name", "strategy", "backbone", "test_accuracy", "macro_f1", "weighted_f1", "val_accuracy", "train_accuracy",
     "params_total", "params_trainable", "train_s", "features_s", "predict_ms", "peak_mem_mb", "train_peak_mb", "predict_peak_mb",
     "image_size", "epochs_run", "run_dir", "error",
 ]  # fmt: skip
-DEFAULT_STRATEGIES = ("probe", "head", "finetune", "scratch", "mlp")
-DEFAULT_TEXT_STRATEGIES = ("probe", "head", "finetune", "tfidf")
 
 
-def log(msg: str) -> None:
-    print(f"[transferkit] {msg}", file=sys.stderr, flush=True)
 
 
 def list_presets() -> list[str]:
@@ -68,6 +65,8 @@ def load_preset(name_or_path: str) -> dict:
         raise TransferkitError(f"{where}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(preset, dict) or not isinstance(preset.get("runs"), list) or not preset["runs"]:
         raise TransferkitError(f"{where}: expected a mapping with a non-empty `runs:` list (see transferkit/presets/vgg-study.yaml)")
+    from .strategies import STRATEGIES
+
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"data", "out", "extra"}
     for i, run in enumerate(preset["runs"], 1):
         if not isinstance(run, dict) or "strategy" not in run:
@@ -89,11 +88,13 @@ def _backbone_label(backbone: str) -> str:
 
 def _plan(strategies, backbones, preset) -> list[dict]:
     """The runs to do: [{'name', 'folder', 'options'}] (options: TrainConfig fields)."""
+    from .strategies import get
+
     runs = preset["runs"] if preset else [{"name": s, "strategy": s} for s in strategies]
     plan, seen = [], set()
     for r in runs:
         opts = {k: v for k, v in r.items() if k != "name"}
-        for b in ["none"] if opts["strategy"] in NO_BACKBONE else backbones:
+        for b in backbones if get(opts["strategy"]).uses_backbone else ["none"]:
             folder = r["name"] if b == "none" else f"{r['name']}-{_backbone_label(b)}"
             if folder in seen:
                 continue
@@ -107,20 +108,26 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
     rows and writes DIR/leaderboard.{json,csv} and one run folder per row.
 
     `options` are TrainConfig fields shared by every run (seed, val_size, epochs, cache_dir, ...).
-    strategies None: probe, head, finetune, scratch, mlp for images (tfidf instead of scratch
-    and mlp for texts); backbones None: each kind's default backbone.
+    strategies None: every strategy the data's modality has (strategies/registry.py);
+    backbones None: the modality's default backbone.
     """
-    from .pipeline import run_prepared
+    from . import modality as modalities
+    from . import options as option_rules
+    from .pipeline import prepare_config, run_prepared
     from .report import write_compare_report
+    from .strategies import check_supports, for_modality
+    from .strategies import get as get_strategy
 
-    ds = load_dataset(data, data_root=options.get("data_root"), text_column=options.get("text_column"), label_column=options.get("label_column"))
+    for bad in ("data", "out", "strategy", "backbone"):
+        if bad in options:
+            raise TransferkitError(f"compare: pass {bad} through compare's own arguments, not as a shared option")
+    TrainConfig(data=str(data), **options).validate()  # shared options are checked before anything runs
+    ds = modalities.load_dataset(data, data_root=options.get("data_root"), text_column=options.get("text_column"), label_column=options.get("label_column"))
+    mod = modalities.of(ds)
     if strategies is None:
-        strategies = DEFAULT_TEXT_STRATEGIES if ds.kind == "text" else DEFAULT_STRATEGIES
+        strategies = for_modality(mod.name)
     if backbones is None:
-        from .backbones import DEFAULT_BACKBONE
-        from .backbones.text import DEFAULT_TEXT_BACKBONE
-
-        backbones = (DEFAULT_TEXT_BACKBONE if ds.kind == "text" else DEFAULT_BACKBONE,)
+        backbones = (mod.default_backbone,)
     if isinstance(strategies, str):
         strategies = [s.strip() for s in strategies.split(",") if s.strip()]
     if isinstance(backbones, str):
@@ -128,17 +135,30 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
     if not strategies and not preset:
         raise TransferkitError("--strategies is empty; give e.g. probe,head,finetune,scratch,mlp")
     if not backbones:
-        raise TransferkitError("--backbones is empty; give e.g. efficientnet_lite0")
-    for bad in ("data", "out", "strategy", "backbone"):
-        if bad in options:
-            raise TransferkitError(f"compare: pass {bad} through compare's own arguments, not as a shared option")
-    TrainConfig(data=str(data), **options).validate()  # shared options are checked before anything runs
-    usable = [s for s in STRATEGIES if s not in (IMAGE_ONLY if ds.kind == "text" else TEXT_ONLY)]
-    unknown = [s for s in strategies if s not in usable] if not preset else []
-    if unknown:
-        raise TransferkitError(f"--strategies: {', '.join(unknown)} not available for {ds.kind} data (choices: {', '.join(usable)})")
+        raise TransferkitError(f"--backbones is empty; give e.g. {mod.default_backbone}")
+    if not preset:
+        unknown = [s for s in strategies if mod.name not in get_strategy(s).modalities]
+        if unknown:
+            raise TransferkitError(f"--strategies: {', '.join(unknown)} not available for {mod.name} data (choices: {', '.join(for_modality(mod.name))})")
+    for b in backbones:
+        if not mod.is_backbone(b) and not Path(b).expanduser().exists():
+            raise TransferkitError(f"--backbones {b}: not a {mod.name} backbone; for {mod.name} data use e.g. {mod.default_backbone} (`transferkit backbones` lists them)")
     preset_d = load_preset(preset) if preset else None
     plan = _plan(strategies, backbones, preset_d)
+    # each run gets the shared options that act for it; one that acts for none of them is refused
+    configs = []
+    for item in plan:
+        opts = {**options, **item["options"]}
+        strategy = check_supports(opts["strategy"], mod.name)
+        probe_cfg = TrainConfig(data=str(data), **opts).validate().resolve(mod, strategy)
+        dropped = [k for k in option_rules.inapplicable(set(options), strategy, mod.name, probe_cfg) if k not in item["options"]]
+        option_rules.check(set(item["options"]) - {"strategy"}, strategy, mod.name, probe_cfg)
+        configs.append((item, {k: v for k, v in opts.items() if k not in dropped}, dropped))
+    unused = set(options).intersection(*[set(dr) for _, _, dr in configs]) if configs else set()
+    if unused:
+        k = sorted(unused)[0]
+        rule = option_rules.RULES[k]
+        raise TransferkitError(f"--{k.replace('_', '-')} does nothing for any run of this comparison ({', '.join(i['folder'] for i, _, _ in configs)}): it applies to {rule.to}; drop it")
 
     d = Path(out or Path("runs") / f"{Path(str(data)).name or data}-compare").expanduser().resolve()
     d.mkdir(parents=True, exist_ok=True)
@@ -148,17 +168,21 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
     for w in checks.warnings:
         log(f"warning: {w}")
 
+    from .loop.distributed import from_env
+
+    dist = from_env()
     rows: list[dict] = []
     board: list[dict] = []
     feature_rate: dict[tuple, float] = {}  # s per item of features extracted in this comparison, per backbone + input
     t0 = time.perf_counter()
-    for i, item in enumerate(plan, 1):
-        opts = {**options, **item["options"]}
-        log(f"run {i}/{len(plan)}: {item['folder']}")
+    for i, (item, opts, dropped) in enumerate(configs, 1):
+        log(f"run {i}/{len(plan)}: {item['folder']}" + (f" (without {', '.join('--' + k.replace('_', '-') for k in dropped)}: not used by {opts['strategy']})" if dropped else ""))
         row = {"name": item["name"], "strategy": opts["strategy"], "backbone": opts.get("backbone", "none"), "run_dir": item["folder"], "error": ""}
         try:
-            cfg = TrainConfig(data=str(data), out=str(d / item["folder"]), **opts).validate()
+            cfg = prepare_config(data, {**opts, "out": str(d / item["folder"])}, ds)
             run = run_prepared(cfg, ds, splits, checks, reports=False)
+            if run is None:  # a torchrun rank other than 0: rank 0 keeps the leaderboard
+                continue
             key = (opts.get("backbone"), opts.get("image_size"), opts.get("max_length"))
             t = run.metrics.get("timing", {})
             if t.get("backbone_runs") and t.get("extract_s"):
@@ -172,6 +196,8 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
             log(f"run {item['folder']} failed: {row['error']}")
         rows.append(row)
         board = write_leaderboard(d, rows)
+    if not dist.is_main:
+        return []
     try:
         page = write_compare_report(d, runs="all")
     except Exception as exc:  # noqa: BLE001 - the runs and leaderboard are safe on disk

@@ -6,41 +6,20 @@ from dataclasses import dataclass, field
 
 from .errors import TransferkitError
 
-STRATEGIES = ("probe", "head", "partial", "finetune", "scratch", "mlp", "tfidf")
-TEXT_ONLY = ("tfidf",)  # baselines for texts
-IMAGE_ONLY = ("scratch", "mlp")  # baselines for images (trained from random init)
-TRAINED = ("head", "partial", "finetune", "scratch", "mlp")  # image strategies that run the training loop (train/)
-NO_BACKBONE = ("scratch", "mlp", "tfidf")  # baselines without a pretrained backbone
 HEADS = ("linear", "mlp")
 FEATURE_POWERS = ("auto", "none", "sqrt")  # see heads.POWERS
 AUGMENTS = ("none", "light", "strong")
 CLASS_WEIGHTS = ("none", "balanced")
-
-# What `epochs` / `augment` = None resolve to for IMAGE data, per strategy (texts: see
-# text_strategies.py): chosen for photos in general (small data, a laptop CPU): few epochs with
-# early stopping for pretrained bodies, more for networks from random init.
-STRATEGY_DEFAULTS = {
-    "head": dict(epochs=10, augment="light"),
-    "partial": dict(epochs=10, augment="light"),
-    "finetune": dict(epochs=10, augment="light"),
-    "scratch": dict(epochs=30, augment="light"),
-    "mlp": dict(epochs=30, augment="none"),
-}
-# What `body_lr_mult` / `layer_decay` = None resolve to, per kind of data. The decay is per
-# block (timm's fine-grained group_matcher) for images and per encoder layer for texts: an
-# ImageNet CNN has ~17 blocks (EfficientNet, MobileNetV3, ResNet-50), MiniLM-L6 6 layers. For
-# images the top block learns at lr x 0.2 and the stem at ~lr x 0.2 x 0.9^16 = lr / 27 (close
-# to fastai's slice(lr/100, lr)); 0.05 and 0.8 would leave the lower half of a CNN at < 1e-5,
-# i.e. frozen. For texts the top layer gets lr x 0.05 = 5e-5, the usual BERT fine-tuning rate.
-BODY_LR_DEFAULTS = {"image": dict(body_lr_mult=0.2, layer_decay=0.9), "text": dict(body_lr_mult=0.05, layer_decay=0.8)}
 ENGINES = ("auto", "torch", "onnx")  # see features/engines.py
+CALIBRATIONS = ("temperature", "none")  # see calibrate.py
+TTAS = ("none", "flip", "flip+crops")  # see tta.py
 
 
 @dataclass
 class TrainConfig:
     data: str  # folder, CSV or built-in dataset name
     data_root: str | None = None  # folder that CSV paths are relative to and must stay inside; None: the CSV's folder
-    strategy: str = "probe"  # probe | head | partial | finetune; images: scratch | mlp baselines; texts: tfidf baseline
+    strategy: str = "probe"  # strategies/registry.py: probe | head | partial | finetune; images: scratch | mlp baselines; texts: tfidf baseline
     backbone: str | None = None  # `transferkit backbones` lists them; None: efficientnet_lite0 for images, minilm-l6 for texts; "none" for baselines
     weights: str | None = None  # local .safetensors / state-dict file for the backbone
     pretrained: bool = True  # False: random backbone weights (tests, ablations)
@@ -53,7 +32,11 @@ class TrainConfig:
     val_size: float = 0.15  # fraction of items for validation (model selection)
     test_size: float = 0.15  # fraction for the held-out test set (ignored when the data comes split)
     seed: int = 0  # drives the split and every random choice in training
-    batch_size: int = 32  # images or texts per backbone forward pass (and per training step)
+    batch_size: int = 32  # images or texts per backbone forward pass (and per training step, per process)
+    device: str = "auto"  # auto (CUDA, then Apple MPS, then CPU) | cpu | cuda | cuda:N | mps; recorded with the reason
+    precision: str = "auto"  # auto (bf16 autocast on GPUs that have it, else fp16 + gradient scaler; fp32 on CPU) | fp32 | bf16 | fp16
+    grad_accum: int = 1  # micro-batches per optimizer step: the same update as a batch this many times larger
+    activation_checkpointing: bool = False  # partial/finetune: recompute the backbone's activations in the backward pass (less memory, ~30% more time)
     engine: str = "auto"  # image feature extraction: auto (measured per backbone) | torch (eager, channels-last) | onnx (ONNX Runtime)
     text_column: str | None = None  # texts: the CSV/TSV/JSONL column with the text; None: found from the header
     label_column: str | None = None  # texts: the column with the label; None: found from the header
@@ -61,30 +44,30 @@ class TrainConfig:
     cache_dir: str | None = None  # feature cache root; None: $TRANSFERKIT_CACHE or ~/.cache/transferkit
     out: str | None = None  # run folder; None: runs/<data>-<strategy>-<backbone>
     # --- training (head, partial, finetune; images also scratch, mlp) ---
-    epochs: int | None = None  # epochs in all (image finetune: head_epochs of them with the body frozen); None: the strategy's default
+    epochs: int | None = None  # epochs in all (finetune through the frozen body: head_epochs of them); None: the strategy's default (strategies/registry.py)
     lr: float = 1e-3  # peak learning rate of the new head (AdamW, warm-up then cosine); scratch/mlp: of the whole network
-    body_lr_mult: float | None = None  # backbone learning rate = lr × this (the top layer/block; lower ones decay further); None: BODY_LR_DEFAULTS
-    layer_decay: float | None = None  # each backbone layer/block below the top learns at this times the rate of the one above; None: BODY_LR_DEFAULTS
+    body_lr_mult: float | None = None  # backbone learning rate = lr × this (the top layer/block; lower ones decay further); None: images 0.2, texts 0.05
+    layer_decay: float | None = None  # each backbone layer/block below the top learns at this times the rate of the one above; None: images 0.9, texts 0.8
     unfreeze: int = 2  # partial: how many top encoder layers (texts) or backbone blocks (images, timm's group_matcher) train
-    dropout: float = 0.1  # dropout before the head's output layer (head / partial / finetune)
-    weight_decay: float = 0.01  # images: AdamW decoupled weight decay (not applied to biases and norm layers)
-    warmup_epochs: float = 1.0  # images: linear learning-rate warm-up (per stage), then cosine decay to ~0
-    label_smoothing: float = 0.1  # images: cross-entropy label smoothing, 0 to disable
-    class_weight: str = "none"  # images: none | balanced: loss weights n_train / (classes * n_class) from the training split
-    patience: int = 3  # images: early stopping: epochs without a lower val loss before stopping; 0 disables
-    augment: str | None = None  # images: none | light | strong training augmentation; None: STRATEGY_DEFAULTS
-    batch_norm: bool = False  # images: batch-norm after the head's hidden ReLU
-    head_epochs: int = 2  # image finetune: stage-1 epochs training only the head, body frozen
-    train_bn: bool = False  # update batch-norm statistics of trainable pretrained layers (False keeps ImageNet's)
-    workers: int | None = None  # DataLoader processes for decoding/augmenting; None: half the CPUs, at most 4
+    dropout: float | None = None  # dropout before the output layer (dense heads; scratch 0.3, mlp 0.2); None: the strategy's
+    weight_decay: float = 0.01  # AdamW decoupled weight decay (not applied to biases and norm layers)
+    warmup_epochs: float | None = None  # linear learning-rate warm-up (per stage), then cosine decay; None: images 1, texts 0.3
+    label_smoothing: float | None = None  # cross-entropy label smoothing; None: images 0.1, texts 0
+    class_weight: str = "none"  # none | balanced: loss weights n_train / (classes * n_class) from the training split (probe and tfidf: sample weights)
+    patience: int | None = None  # early stopping: epochs without a lower val loss before stopping; 0 disables; None: 3 (probe mlp head: 8)
+    augment: str | None = None  # images: none | light | strong training augmentation; None: the strategy's default
+    batch_norm: bool = False  # batch-norm after the dense head's hidden ReLU
+    head_epochs: int | None = None  # partial/finetune: epochs training only the head first; None: images 2 (through the frozen body), texts 30 (on cached features)
+    train_bn: bool = False  # images: update batch-norm statistics of trainable pretrained layers (False keeps ImageNet's)
+    workers: int | None = None  # DataLoader processes for decoding/augmenting; None: from the cores and the device (loop/data.py)
+    calibrate: str = "temperature"  # temperature: fit a temperature on validation and apply it in the saved model | none
+    tta: str = "none"  # images: test-time augmentation for evaluation, predict, serve and export: none | flip | flip+crops
     extra: dict = field(default_factory=dict)  # resolved facts recorded by the run (engine, sizes)
 
     def validate(self) -> "TrainConfig":
-        import difflib
+        from .strategies.registry import get
 
-        if self.strategy not in STRATEGIES:
-            close = difflib.get_close_matches(self.strategy, STRATEGIES, n=1)
-            raise TransferkitError(f"unknown strategy '{self.strategy}'" + (f"; did you mean {close[0]}?" if close else "") + f" (choices: {', '.join(STRATEGIES)})")
+        get(self.strategy)  # an unknown name is refused with a "did you mean"
         if self.head not in HEADS:
             raise TransferkitError(f"unknown head '{self.head}' (choices: {', '.join(HEADS)})")
         if self.feature_power not in FEATURE_POWERS:
@@ -104,43 +87,53 @@ class TrainConfig:
         if self.epochs is not None and self.epochs < 1:
             raise TransferkitError(f"--epochs {self.epochs}: train for at least 1 epoch")
         body_ok = (self.body_lr_mult is None or self.body_lr_mult > 0) and (self.layer_decay is None or 0 < self.layer_decay <= 1)
-        if not (self.lr > 0 and body_ok and 0 <= self.dropout < 1 and self.unfreeze >= 0):
+        if not (self.lr > 0 and body_ok and (self.dropout is None or 0 <= self.dropout < 1) and self.unfreeze >= 0):
             raise TransferkitError("--lr and --body-lr-mult must be positive, --layer-decay in (0, 1], --dropout in [0, 1), --unfreeze ≥ 0")
+        from .loop.devices import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise TransferkitError(f"--precision {self.precision}: choose one of {', '.join(PRECISIONS)}")
+        if not (self.device in ("auto", "cpu", "cuda", "mps") or str(self.device).startswith("cuda:")):
+            raise TransferkitError(f"--device {self.device}: choose auto, cpu, cuda, cuda:N or mps")
         if self.engine not in ENGINES:
             raise TransferkitError(f"--engine {self.engine}: unknown engine (choices: {', '.join(ENGINES)})")
         if self.batch_size < 1 or self.hidden < 1:
             raise TransferkitError("--batch-size and --head-hidden must be positive")
         checks = [
             ("weight-decay", self.weight_decay, 0 <= self.weight_decay < 1, "between 0 and 1 (e.g. 0.01)"),
-            ("warmup-epochs", self.warmup_epochs, self.warmup_epochs >= 0, "0 or more"),
-            ("label-smoothing", self.label_smoothing, 0 <= self.label_smoothing < 1, "between 0 and 1 (e.g. 0.1)"),
-            ("patience", self.patience, self.patience >= 0, "0 (no early stopping) or more"),
-            ("head-epochs", self.head_epochs, self.head_epochs >= 0, "0 or more"),
+            ("warmup-epochs", self.warmup_epochs, self.warmup_epochs is None or self.warmup_epochs >= 0, "0 or more"),
+            ("label-smoothing", self.label_smoothing, self.label_smoothing is None or 0 <= self.label_smoothing < 1, "between 0 and 1 (e.g. 0.1)"),
+            ("patience", self.patience, self.patience is None or self.patience >= 0, "0 (no early stopping) or more"),
+            ("head-epochs", self.head_epochs, self.head_epochs is None or self.head_epochs >= 0, "0 or more"),
             ("workers", self.workers, self.workers is None or self.workers >= 0, "0 (load in the main process) or more"),
+            ("grad-accum", self.grad_accum, isinstance(self.grad_accum, int) and self.grad_accum >= 1, "a whole number, 1 or more"),
         ]
         for flag, v, ok, want in checks:
             if not ok:
                 raise TransferkitError(f"--{flag} {v}: must be {want}")
-        for flag, v, choices in (("augment", self.augment, AUGMENTS), ("class-weight", self.class_weight, CLASS_WEIGHTS)):
+        for flag, v, choices in (("augment", self.augment, AUGMENTS), ("class-weight", self.class_weight, CLASS_WEIGHTS), ("calibrate", self.calibrate, CALIBRATIONS), ("tta", self.tta, TTAS)):
             if v is not None and v not in choices:
                 raise TransferkitError(f"--{flag} {v}: choose one of {', '.join(choices)}")
         return self
 
-    def resolve(self, kind: str = "image") -> "TrainConfig":
-        """Fill the defaults that depend on the data (body learning rates) and, for images, on
-        the strategy (epochs, augment), so config.json says what ran."""
-        for k, v in BODY_LR_DEFAULTS[kind].items():
-            if getattr(self, k) is None:
-                setattr(self, k, v)
-        if kind != "image":
-            return self
-        for k, v in STRATEGY_DEFAULTS.get(self.strategy, {}).items():
-            if getattr(self, k) is None:
-                setattr(self, k, v)
-        if self.strategy == "finetune" and self.head_epochs >= self.epochs:
-            self.head_epochs = self.epochs - 1  # keep at least one epoch for the whole network
-        if self.strategy in NO_BACKBONE:
+    def resolve(self, modality, strategy) -> "TrainConfig":
+        """Fill the fields left unset from the strategy's defaults for this kind of data, then
+        the modality's (strategies/registry.py, modality/*.py), so config.json says what ran."""
+        from .strategies.registry import default
+
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) is None and f.name not in _NO_DEFAULT:
+                v = default(strategy.name, modality.name, f.name)
+                if v is None:
+                    v = modality.defaults.get(f.name)
+                if v is not None:
+                    setattr(self, f.name, v)
+        if strategy.uses_backbone:
+            self.backbone = self.backbone or modality.default_backbone
+        else:
             self.backbone, self.pretrained, self.weights = "none", False, None
+        if strategy.body != "frozen" and self.augment not in (None, "none") and self.head_epochs and self.epochs and self.head_epochs >= self.epochs:
+            self.head_epochs = self.epochs - 1  # through the body, the warm-up counts in --epochs: keep one epoch for the body
         return self
 
     def to_dict(self) -> dict:
@@ -150,3 +143,7 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# fields whose None is meaningful (not "use the default")
+_NO_DEFAULT = {"data_root", "weights", "image_size", "crop_pct", "text_column", "label_column", "max_length", "cache_dir", "out", "workers", "backbone"}

@@ -42,18 +42,19 @@ def head_key(Xtr, ytr, Xva, yva, settings: dict) -> str:
     return h.hexdigest()
 
 
-def fit_head_cached(kind: str, Xtr, ytr, Xva, yva, n_classes: int, cache_dir: Path | None, seed: int = 0, hidden: int = 1024, power: str = "none", refit: bool = False) -> tuple[torch.nn.Module, dict, dict, torch.nn.Module]:
-    """The probe's head (`kind` linear or mlp) fitted on these features, or the identical
-    earlier fit from `cache_dir` (None: always fit). Linear heads: `power` as in
-    heads.fit_linear_head; `refit`: once C and the power are chosen on validation, the head is
-    fitted again at them on train + validation (scikit-learn's LogisticRegressionCV refit).
+def fit_head_cached(kind: str, Xtr, ytr, Xva, yva, n_classes: int, cache_dir: Path | None, seed: int = 0, power: str = "none", refit: bool = False, class_weight: str = "none") -> tuple[torch.nn.Module, dict, dict, torch.nn.Module]:
+    """The probe's linear head fitted on these features, or the identical earlier fit from
+    `cache_dir` (None: always fit). `power` and `class_weight` as in heads.fit_linear_head;
+    `refit`: once C and the power are chosen on validation, the head is fitted again at them on
+    train + validation (scikit-learn's LogisticRegressionCV refit).
 
     Returns (head, info, timing, heldout_head): timing has `train_s` (this call), `head_cached`
     and `head_fit_s` (what fitting took when it ran); `heldout_head` is the fit that never saw
     the validation items (the head itself unless refitted), for honest validation metrics."""
-    linear = kind != "mlp"
-    refit = bool(refit and linear and len(yva))
-    settings = {"kind": kind, "n_classes": int(n_classes), "seed": int(seed), **({"hidden": int(hidden)} if not linear else {"power": power, "refit": refit})}
+    if kind != "linear":
+        raise ValueError(f"the head cache keeps linear probe heads, not {kind!r}")
+    refit = bool(refit and len(yva))
+    settings = {"kind": kind, "n_classes": int(n_classes), "seed": int(seed), "power": power, "refit": refit, **({"class_weight": class_weight} if class_weight != "none" else {})}
     path = None
     t0 = time.perf_counter()
     if cache_dir is not None:
@@ -64,7 +65,7 @@ def fit_head_cached(kind: str, Xtr, ytr, Xva, yva, n_classes: int, cache_dir: Pa
                 info = dict(saved["info"])
 
                 def rebuilt(state):
-                    h = heads.build_head(kind, Xtr.shape[1], n_classes, hidden, power=heads.POWERS[info.get("power", "none")])
+                    h = heads.build_head(kind, Xtr.shape[1], n_classes, power=heads.POWERS[info.get("power", "none")])
                     h.load_state_dict(state)
                     return h.eval()
 
@@ -76,15 +77,12 @@ def fit_head_cached(kind: str, Xtr, ytr, Xva, yva, n_classes: int, cache_dir: Pa
                 log(f"warning: {path}: unreadable cached head ({type(exc).__name__}); fitting it again")
                 path.unlink(missing_ok=True)
     t1 = time.perf_counter()
-    if not linear:
-        head, info = heads.fit_mlp_head(Xtr, ytr, Xva, yva, n_classes, seed=seed, hidden=hidden)
-    else:
-        head, info = heads.fit_linear_head(Xtr, ytr, Xva, yva, n_classes, seed=seed, power=power)
+    head, info = heads.fit_linear_head(Xtr, ytr, Xva, yva, n_classes, seed=seed, power=power, class_weight=class_weight)
     heldout = head
     if refit:
         log(f"refitting the head at C = {info['C']:g} on train + validation ({len(ytr) + len(yva)} items)")
         t2 = time.perf_counter()
-        head, _ = heads.fit_linear_head(np.concatenate([Xtr, Xva]), np.concatenate([ytr, yva]), Xva[:0], yva[:0], n_classes, seed=seed, C=info["C"], power=info["power"])
+        head, _ = heads.fit_linear_head(np.concatenate([Xtr, Xva]), np.concatenate([ytr, yva]), Xva[:0], yva[:0], n_classes, seed=seed, C=info["C"], power=info["power"], class_weight=class_weight)
         info["refit"] = {"on": "train+val", "items": int(len(ytr) + len(yva)), "fit_s": round(time.perf_counter() - t2, 2)}
     fit_s = time.perf_counter() - t1
     if path is not None:

@@ -25,7 +25,7 @@ C_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)  # inverse L2 strength tried fo
 PATH_PATIENCE = 2
 
 
-def _standardiser(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def standardiser(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mu = X.mean(0)
     sd = X.std(0)
     sd[sd < 1e-6] = 1.0
@@ -51,7 +51,7 @@ def _standardised(X: np.ndarray, p: float, stats: tuple | None = None) -> tuple[
     """(signed_power(X, p) - mu) / sd as float32, computed in one array; mu, sd from it unless given."""
     F = signed_power(X, p)
     F = np.array(F, dtype=np.float32, copy=F is X)  # never overwrite the caller's features
-    mu, sd = stats if stats is not None else _standardiser(F)
+    mu, sd = stats if stats is not None else standardiser(F)
     F -= mu
     F /= sd
     return torch.from_numpy(F), mu, sd
@@ -72,6 +72,14 @@ class LinearHead(nn.Linear):
         return super().extra_repr() + (f", power={self.power:g}" if self.power != 1.0 else "")
 
 
+def fold_standardisation(layer: nn.Linear, mu: np.ndarray, sd: np.ndarray) -> None:
+    """Make `layer` (trained on (x - mu) / sd) take raw x, in place: W' = W / sd, b' = b - W' mu."""
+    with torch.no_grad():
+        w = layer.weight / torch.from_numpy(sd)[None, :].to(layer.weight.dtype)
+        layer.bias -= w @ torch.from_numpy(mu).to(w.dtype)
+        layer.weight.copy_(w)
+
+
 def _folded_linear(W: np.ndarray, b: np.ndarray, mu: np.ndarray, sd: np.ndarray, power: float | None = None) -> nn.Linear:
     """Linear layer on raw x equal to W @ ((x - mu) / sd) + b (power given: a LinearHead, on
     φ(x) instead of x)."""
@@ -84,10 +92,11 @@ def _folded_linear(W: np.ndarray, b: np.ndarray, mu: np.ndarray, sd: np.ndarray,
     return lin
 
 
-def _fit_softmax(Z: torch.Tensor, y: torch.Tensor, k: int, C: float, init: tuple | None, max_iter: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+def _fit_softmax(Z: torch.Tensor, y: torch.Tensor, k: int, C: float, init: tuple | None, max_iter: int, sample_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Multinomial logistic regression with scikit-learn's objective,
-    C * sum(cross-entropy) + ||W||^2 / 2 (bias not penalised), minimised by full-batch L-BFGS.
-    Divided by C*n so the loss stays O(1) whatever the data size."""
+    C * sum(w_i * cross-entropy_i) + ||W||^2 / 2 (bias not penalised; w_i = 1 unless class
+    weights are given), minimised by full-batch L-BFGS. Divided by C*n so the loss stays O(1)
+    whatever the data size."""
     n, d = Z.shape
     W = torch.zeros(k, d, dtype=Z.dtype) if init is None else init[0].clone()
     b = torch.zeros(k, dtype=Z.dtype) if init is None else init[1].clone()
@@ -101,7 +110,8 @@ def _fit_softmax(Z: torch.Tensor, y: torch.Tensor, k: int, C: float, init: tuple
         nonlocal evals
         evals += 1
         opt.zero_grad()
-        loss = nn.functional.cross_entropy(Z @ W.T + b, y) + 0.5 * lam * (W * W).sum()
+        ce = nn.functional.cross_entropy(Z @ W.T + b, y, reduction="none")
+        loss = (ce.mean() if sample_weight is None else (ce * sample_weight).mean()) + 0.5 * lam * (W * W).sum()
         loss.backward()
         return loss
 
@@ -109,12 +119,12 @@ def _fit_softmax(Z: torch.Tensor, y: torch.Tensor, k: int, C: float, init: tuple
     return W.detach(), b.detach(), evals
 
 
-def _regularisation_path(Ztr, t_y, Zva, yva, present, n_classes: int, grid, max_iter: int) -> tuple[dict, dict, int]:
+def _regularisation_path(Ztr, t_y, Zva, yva, present, n_classes: int, grid, max_iter: int, sample_weight=None) -> tuple[dict, dict, int]:
     """Fits along `grid` (strong to weak, warm-started); validation log-loss per C."""
     scores, fits, init, evals = {}, {}, None, 0
     with torch.enable_grad():
         for c in grid:
-            W, b, e = _fit_softmax(Ztr, t_y, len(present), c, init, max_iter)
+            W, b, e = _fit_softmax(Ztr, t_y, len(present), c, init, max_iter, sample_weight)
             init, evals = (W, b), evals + e
             fits[c] = (W, b)
             if len(yva) and len(grid) > 1:
@@ -129,7 +139,7 @@ def _regularisation_path(Ztr, t_y, Zva, yva, present, n_classes: int, grid, max_
     return scores, fits, evals
 
 
-def fit_linear_head(Xtr, ytr, Xva, yva, n_classes: int, seed: int = 0, C: float | None = None, max_iter: int = 500, power: str = "none") -> tuple[nn.Module, dict]:
+def fit_linear_head(Xtr, ytr, Xva, yva, n_classes: int, seed: int = 0, C: float | None = None, max_iter: int = 500, power: str = "none", class_weight: str = "none") -> tuple[nn.Module, dict]:
     """Standardise, then multinomial L2 logistic regression; C picked by validation log-loss.
 
     The C grid is walked from strong to weak regularisation, each fit warm-started from the
@@ -138,7 +148,8 @@ def fit_linear_head(Xtr, ytr, Xva, yva, n_classes: int, seed: int = 0, C: float 
     The walk ends PATH_PATIENCE values after the best validation loss (`val_log_loss_by_C` lists
     the C values fitted). `power` (a POWERS name, or "auto": each of them, the one with the
     lower validation log-loss kept) transforms the features first; the returned module applies
-    it itself, so it still takes raw features.
+    it itself, so it still takes raw features. `class_weight="balanced"` weights each training
+    item by n / (classes * n_class) (scikit-learn's rule); validation log-loss stays unweighted.
     """
     ytr, yva = np.asarray(ytr), np.asarray(yva)
     names = list(POWERS) if power == "auto" else [power]
@@ -150,13 +161,18 @@ def fit_linear_head(Xtr, ytr, Xva, yva, n_classes: int, seed: int = 0, C: float 
     remap = np.full(n_classes, -1)
     remap[present] = np.arange(len(present))
     t_y = torch.from_numpy(remap[ytr])
+    sw = None
+    if class_weight == "balanced":
+        counts = np.bincount(ytr, minlength=n_classes).astype(np.float64)
+        cw = np.divide(len(ytr), len(present) * counts, out=np.zeros(n_classes), where=counts > 0)
+        sw = torch.from_numpy(cw[ytr].astype(np.float32))
     grid = sorted([C] if C is not None else C_GRID)
     torch.manual_seed(seed)
     paths, evals, chosen = {}, 0, None
     for name in names:
         Ztr, mu, sd = _standardised(Xtr, POWERS[name])
         Zva = _standardised(Xva, POWERS[name], (mu, sd))[0]
-        scores, fits, e = _regularisation_path(Ztr, t_y, Zva, yva, present, n_classes, grid, max_iter)
+        scores, fits, e = _regularisation_path(Ztr, t_y, Zva, yva, present, n_classes, grid, max_iter, sw)
         del Ztr, Zva
         evals += e
         best = min(scores, key=lambda c: scores[c] if scores[c] == scores[c] else 0.0)
@@ -167,65 +183,19 @@ def fit_linear_head(Xtr, ytr, Xva, yva, n_classes: int, seed: int = 0, C: float 
     W = np.zeros((n_classes, Xtr.shape[1]), dtype=np.float64)
     b = np.full(n_classes, -1e4)
     W[present], b[present] = Wb.numpy(), bb.numpy()
-    info = {"head": "linear", "C": best, "val_log_loss_by_C": paths[name], "power": name, "solver": "torch-lbfgs", "function_evals": evals}
+    info = {"head": "linear", "C": best, "val_log_loss_by_C": paths[name], "power": name, "solver": "torch-lbfgs", "function_evals": evals, "class_weight": class_weight}
     if len(paths) > 1:
         info["val_log_loss_by_power"] = paths
     return _folded_linear(W, b, mu, sd, POWERS[name]), info
 
 
 class MLPHead(nn.Sequential):
-    """dense(hidden) -> ReLU -> dropout -> dense(classes): the seeds' head on transfer values."""
+    """dense(hidden) -> ReLU -> dropout -> dense(classes): the probe's mlp head of earlier
+    versions (run folders that say head "mlp" load into it; new runs use DenseHead, whose keys
+    are the same without batch-norm)."""
 
     def __init__(self, dim: int, n_classes: int, hidden: int = 1024, dropout: float = 0.2):
         super().__init__(nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes))
-
-
-def fit_mlp_head(Xtr, ytr, Xva, yva, n_classes: int, seed: int = 0, hidden: int = 1024, epochs: int = 60, lr: float = 1e-3, weight_decay: float = 1e-2, batch_size: int = 128, patience: int = 8) -> tuple[nn.Module, dict]:
-    """Train an MLP on standardised features with AdamW; keep the epoch with the best val loss."""
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    mu, sd = _standardiser(Xtr)
-    Ztr = torch.from_numpy((Xtr - mu) / sd)
-    Zva = torch.from_numpy((Xva - mu) / sd)
-    ytr_t, yva_t = torch.from_numpy(np.asarray(ytr)), torch.from_numpy(np.asarray(yva))
-    head = MLPHead(Xtr.shape[1], n_classes, hidden)
-    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    loss_fn = nn.CrossEntropyLoss()
-    best, best_state, history, bad = float("inf"), None, [], 0
-    for epoch in range(1, epochs + 1):
-        head.train()
-        perm = torch.randperm(len(Ztr), generator=g)
-        tot, correct = 0.0, 0
-        for s in range(0, len(perm), batch_size):
-            b = perm[s : s + batch_size]
-            out = head(Ztr[b])
-            loss = loss_fn(out, ytr_t[b])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            tot += float(loss.detach()) * len(b)
-            correct += int((out.argmax(1) == ytr_t[b]).sum())
-        sched.step()
-        head.eval()
-        with torch.no_grad():
-            out = head(Zva) if len(Zva) else None
-            vl = float(loss_fn(out, yva_t)) if out is not None else tot / len(Ztr)
-            va = float((out.argmax(1) == yva_t).float().mean()) if out is not None else float("nan")
-        history.append({"epoch": epoch, "train_loss": tot / len(Ztr), "train_accuracy": correct / len(Ztr), "val_loss": vl, "val_accuracy": va, "lr": opt.param_groups[0]["lr"]})
-        if vl < best - 1e-4:
-            best, bad = vl, 0
-            best_state = {k: v.clone() for k, v in head.state_dict().items()}
-        else:
-            bad += 1
-            if bad >= patience:
-                break
-    head.load_state_dict(best_state)
-    # fold the standardisation into the first layer so the module takes raw features
-    first = head[0]
-    folded = _folded_linear(first.weight.detach().numpy(), first.bias.detach().numpy(), mu, sd)
-    head[0] = folded
-    return head.eval(), {"head": "mlp", "hidden": hidden, "epochs_run": len(history), "best_val_loss": best, "history": history}
 
 
 class DenseHead(nn.Sequential):

@@ -27,11 +27,11 @@ def model_card(run, result, items) -> str:
     test = m.get("test", {})
     classes = run.classes
     dc = run.data_config
-    size = int(dc["input_size"][-1])
-    resize = int(math.floor(size / dc.get("crop_pct", 1.0)))
+    mod = run.modality
+    unit = mod.unit
     name = result.path.name
     lines = [
-        f"# Model card: {data.get('name', cfg.data)} image classifier ({cfg.backbone}, {cfg.strategy})",
+        f"# Model card: {data.get('name', cfg.data)} {unit} classifier ({cfg.backbone}, {cfg.strategy})",
         "",
         f"`{name}` ({result.format}{', opset ' + str(meta['opset']) if meta.get('opset') else ''}, {result.path.stat().st_size / 1e6:.1f} MB) "
         f"was exported by {meta['producer']} on {meta['created']} from the run folder `{run.dir}`. "
@@ -39,16 +39,19 @@ def model_card(run, result, items) -> str:
         "",
         "## What it does",
         "",
-        f"Given a photo, it returns a probability for each of {len(classes)} classes: " + ", ".join(f"`{c}`" for c in classes) + ".",
+        f"{mod.what_it_classifies(len(classes))}: " + ", ".join(f"`{c}`" for c in classes) + ".",
+        "",
+        f"Probabilities are calibrated by temperature scaling (T = {meta.get('temperature', 1.0):.3f}, fitted on the validation split) inside the file."
+        if abs(float(meta.get("temperature", 1.0)) - 1.0) > 1e-9 else "Probabilities are the model's softmax, not recalibrated (the run used --calibrate none, or had no validation split).",
         "",
         "## Data",
         "",
-        f"- Source: `{cfg.data}` ({data.get('items', '?')} images). Classes and images per class: "
+        f"- Source: `{cfg.data}` ({data.get('items', '?')} {unit}s). Classes and {unit}s per class: "
         + ", ".join(f"{c} {n}" for c, n in zip(classes, [sum(x) for x in zip(*data["class_counts"].values())] if data.get("class_counts") else [])),
-        f"- Split: stratified, stable per image (a hash of the seed and the image's bytes), seed {cfg.seed}: "
+        f"- Split: stratified, stable per item (a hash of the seed and the item's bytes), seed {cfg.seed}: "
         + ", ".join(f"{k} {v}" for k, v in data.get("split_sizes", {}).items())
         + ". The split is saved in the run folder (`splits.json`).",
-        f"- Backbone weights: {cfg.extra.get('weights_source', '?')} ({'ImageNet-pretrained' if cfg.pretrained else 'random initialisation'}).",
+        f"- Backbone weights: {cfg.extra.get('weights_source', '?')} ({'pretrained' if cfg.pretrained else 'random initialisation'}).",
         "",
         "## Metrics (held-out test split)",
         "",
@@ -70,7 +73,7 @@ def model_card(run, result, items) -> str:
         "",
         "## Parity with the trained model",
         "",
-        f"Checked by the export itself on {par['n']} {'of the run’s test' if par['source'] == 'test' else 'given'} images, batched and at batch size 1: "
+        f"Checked by the export itself on {par['n']} {'of the run’s test' if par['source'] == 'test' else 'given'} {unit}s, batched and at batch size 1, on {par.get('device', 'cpu')}: "
         f"max |p_export − p_torch| = {par['max_abs_diff']:.2e} (tolerance {par['tolerance']:.0e}), "
         f"predicted labels {'identical' if par['labels_identical'] else 'NOT identical'}"
         + (f"; {par['agree_with_evaluation']} of {par['n']} labels equal those recorded at evaluation (`predictions.csv`)" if "agree_with_evaluation" in par else "")
@@ -83,11 +86,11 @@ def model_card(run, result, items) -> str:
             "",
             "## int8 variant",
             "",
-            f"`{q['path'].rsplit('/', 1)[-1]}`: static int8 quantisation (QDQ, per-channel weights; activations calibrated on {q['calibration_items']} training images) with ONNX Runtime. "
-            f"On the {q['n']} test images its label equals fp32's for {q['agree_with_fp32']} of them (max probability difference {q['max_abs_diff']:.3f}). "
-            f"Speed is model time only on this machine's CPU ({sp['fp32']['threads']} threads), preprocessed images in memory.",
+            f"`{q['path'].rsplit('/', 1)[-1]}`: {q.get('method', 'int8 static quantisation')} with ONNX Runtime. "
+            f"On the {q['n']} test {unit}s its label equals fp32's for {q['agree_with_fp32']} of them (max probability difference {q['max_abs_diff']:.3f}). "
+            f"Speed is model time only on this machine's CPU ({sp['fp32']['threads']} threads), prepared inputs in memory.",
             "",
-            "| variant | size | test accuracy | ms / image (batch 1) | images / s (batch 32) |",
+            f"| variant | size | test accuracy | ms / {unit} (batch 1) | {unit}s / s (batch 32) |",
             "|---|---:|---:|---:|---:|",
             f"| fp32 | {q['size_mb']['fp32']:.1f} MB | {_f(q['accuracy_fp32'])} | {sp['fp32']['ms_per_image_batch1']:.1f} | {sp['fp32']['images_per_s_batch32']:.1f} |",
             f"| int8 | {q['size_mb']['int8']:.1f} MB | {_f(q['accuracy_int8'])} | {sp['int8']['ms_per_image_batch1']:.1f} | {sp['int8']['images_per_s_batch32']:.1f} |",
@@ -99,29 +102,26 @@ def model_card(run, result, items) -> str:
         "",
         "## Input and output",
         "",
-        f"- Input `{meta['input']['name']}`: float32, shape (batch, 3, {size}, {size}), RGB; any batch size.",
-        f"- Preprocessing (stored in the file's metadata under `transferkit` → `preprocessing`): resize the shorter side to {resize} px "
-        f"({dc['interpolation']}), center-crop {size}×{size}, scale to [0, 1], subtract mean {list(dc['mean'])} and divide by std {list(dc['std'])} per channel.",
-        "- Outputs: `probs` (softmax probabilities, batch × classes) and `logits`. Labels are in the metadata (`labels`), in output order.",
+        *mod.card_input_lines(dc, meta),
+        "- Outputs: `probs` (calibrated softmax probabilities, batch × classes) and `logits` (divided by the temperature). Labels are in the metadata (`labels`), in output order.",
         "",
         "```",
-        "transferkit predict " + name + " photos/ --out labels.csv      # same labels as the run folder",
-        "transferkit serve " + name + "                                # HTTP API and a drop-an-image page",
+        "transferkit predict " + name + " " + mod.example_input + " --out labels.csv      # same labels as the run folder",
+        "transferkit serve " + name + "                                # HTTP API and a page to try it",
         "```",
         "",
         "## Intended use",
         "",
-        f"Sorting or pre-labelling photos into these {len(classes)} classes when the photos look like the training data "
-        "(same kinds of subjects, cameras and framing), with a person reviewing low-confidence answers.",
+        f"Sorting or pre-labelling {unit}s into these {len(classes)} classes when they look like the training data "
+        "(same kinds of subjects and sources), with a person reviewing low-confidence answers.",
         "",
         "## Limits",
         "",
-        f"- It always answers with one of its {len(classes)} classes: a photo of something else still gets a label, often with high confidence. "
+        f"- It always answers with one of its {len(classes)} classes: a {unit} of something else still gets a label, often with high confidence. "
         "There is no 'none of these' output; check the confidence and keep a human in the loop.",
-        "- The metrics come from a held-out split of the same source; photos from another source (other cameras, lighting, "
-        "drawings, screenshots) are likely to score lower. Measure on your own data before relying on it.",
-        f"- With {test.get('n', 0)} test images the accuracy is known only to the interval above; small per-class supports make per-class numbers noisy.",
-        "- It inherits the biases of its ImageNet-pretrained backbone and of the training photos.",
+        f"- The metrics come from a held-out split of the same source; {unit}s from another source are likely to score lower. Measure on your own data before relying on it.",
+        f"- With {test.get('n', 0)} test {unit}s the accuracy is known only to the interval above; small per-class supports make per-class numbers noisy.",
+        f"- It inherits the biases of its pretrained backbone and of the training {unit}s.",
         "- Not for decisions about people, medical, legal or safety-critical use.",
         "",
     ]

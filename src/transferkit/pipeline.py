@@ -1,4 +1,6 @@
-"""`train()`: data -> split -> checks -> strategy -> evaluation -> a complete run folder."""
+"""`train()`: data -> split -> checks -> strategy -> calibration -> evaluation -> a complete run
+folder. The same for every modality and strategy: what differs lives in `modality/` and
+`strategies/`."""
 from __future__ import annotations
 
 import hashlib
@@ -9,27 +11,25 @@ from pathlib import Path
 import numpy as np
 
 from . import io as tkio
-from .backbones import DEFAULT_BACKBONE, create_backbone
-from .backbones.text import DEFAULT_TEXT_BACKBONE, cache_safe_name, create_text_backbone
-from .config import NO_BACKBONE, TRAINED, TrainConfig
-from .data import check_dataset, load_dataset, make_splits
+from . import options as option_rules
+from .config import TrainConfig
+from .data import check_dataset, make_splits
 from .errors import TransferkitError
-from .evaluate import evaluate
 from .log import log
 from .memory import PeakMemory, process_peak_mb
+from .model_io import MODEL_FILE, save_model
+from .paths import safe_name
 from .report import write_markdown_report, write_run_report
 from .rundir import RunFolder, check_target
-from .run import ENCODER_DIR, MODEL_FILE, Run, save_model, save_text_encoder, snippet
-from .strategies import Context, strategy_func
-from .tfidf import TfidfModel
+from .run import Run
 
 # options that may differ from the interrupted run when resuming it
-RESUME_MAY_CHANGE = ("epochs", "patience", "cache_dir", "workers")
+RESUME_MAY_CHANGE = ("epochs", "patience", "cache_dir", "workers", "device")
 
 
 def default_out(cfg: TrainConfig) -> str:
     data = Path(cfg.data).name or cfg.data
-    tail = f"-{cache_safe_name(cfg.backbone)}" if cfg.backbone and cfg.backbone != "none" else ""
+    tail = f"-{safe_name(cfg.backbone)}" if cfg.backbone and cfg.backbone != "none" else ""
     return str(Path("runs") / f"{Path(data).stem}-{cfg.strategy}{tail}")
 
 
@@ -49,80 +49,128 @@ def split_digest(ds, splits) -> str:
     return h.hexdigest()
 
 
+def load_for(cfg: TrainConfig):
+    """The dataset a config names, read with the config's data options."""
+    from .modality import load_dataset
+
+    return load_dataset(cfg.data, data_root=cfg.data_root, text_column=cfg.text_column, label_column=cfg.label_column)
+
+
+def prepare_config(data, options: dict, ds) -> TrainConfig:
+    """A validated, resolved config for `options` on `ds`, every given option checked: one that
+    would do nothing for this strategy and kind of data is refused before any work."""
+    from . import modality as modalities
+    from .strategies import check_supports
+
+    cfg = TrainConfig(data=str(data), **options).validate()
+    mod = modalities.of(ds)
+    strategy = check_supports(cfg.strategy, mod.name)
+    cfg.resolve(mod, strategy)
+    option_rules.check(set(options) - {"strategy"}, strategy, mod.name, cfg)
+    return cfg.validate()
+
+
 def train(data: str | None = None, resume: str | None = None, **options) -> Run:
     """Train one strategy on `data` and write a run folder; returns the loaded `Run`.
 
     Options are the fields of `TrainConfig` (strategy, backbone, weights, head, image_size,
-    val_size, test_size, seed, batch_size, cache_dir, out, epochs, lr, augment, ...; for texts
-    also text_column, label_column, max_length). Images or texts: the data decides (see
-    `load_dataset`). `resume=RUN_DIR` continues an interrupted image training run from its last
-    finished epoch (weights, optimizer and schedule state), with the settings it started with.
+    val_size, test_size, seed, batch_size, device, precision, cache_dir, out, epochs, lr,
+    augment, ...; for texts also text_column, label_column, max_length). Images or texts: the
+    data decides (see `load_dataset`). `resume=RUN_DIR` continues an interrupted training run
+    from its last finished epoch (weights, optimizer and schedule state), with the settings it
+    started with. Under torchrun, every process runs this; rank 0 writes the run folder.
     """
     state = None
     if resume is not None:
         cfg, state = _resume_config(resume, data, options)
+        ds = load_for(cfg)
     else:
         if data is None:
             raise TransferkitError("no data given: pass a folder, a CSV or a built-in dataset name (or --resume RUN_DIR)")
-        cfg = TrainConfig(data=str(data), **options).validate()
+        TrainConfig(data=str(data), **options).validate()  # bad values are refused before the data is read
+        if options.get("out"):
+            protect = [str(data)] if Path(str(data)).expanduser().exists() else []
+            check_target(options["out"], protect)  # refuse a bad --out before any work
+        from .modality import load_dataset
+
+        ds = load_dataset(data, data_root=options.get("data_root"), text_column=options.get("text_column"), label_column=options.get("label_column"))
+        cfg = prepare_config(data, options, ds)
     t_start = time.perf_counter()
     protect = [cfg.data] if Path(cfg.data).expanduser().exists() else []
-    out_path = check_target(cfg.out, protect) if cfg.out else None  # refuse a bad --out before any work
-    ds = load_dataset(cfg.data, data_root=cfg.data_root, text_column=cfg.text_column, label_column=cfg.label_column)
-    strategy_func(cfg.strategy, ds.kind)  # fails before any work for a strategy the data cannot use
+    out_path = check_target(cfg.out, protect) if cfg.out else None
     splits = make_splits(ds, cfg.val_size, cfg.test_size, cfg.seed)
     checks = check_dataset(ds, splits)
-    log(f"{ds.name}: {len(ds)} items, {len(ds.classes)} classes; split train {len(splits.train)} / val {len(splits.val)} / test {len(splits.test)}")
+    log(f"{ds.name}: {len(ds)} {ds.unit}s, {len(ds.classes)} classes; split train {len(splits.train)} / val {len(splits.val)} / test {len(splits.test)}")
     for w in checks.warnings:
         log(f"warning: {w}")
     return run_prepared(cfg, ds, splits, checks, resume_state=state, t_start=t_start, out_path=out_path)
 
 
-def run_prepared(cfg: TrainConfig, ds, splits, checks, resume_state: dict | None = None, t_start: float | None = None, out_path: Path | None = None, reports: bool = True) -> Run:
-    """Train `cfg` on an already loaded and split dataset (`train`, and each of `compare`'s
-    runs; `reports` False: the caller renders the reports)."""
+def run_prepared(cfg: TrainConfig, ds, splits, checks, resume_state: dict | None = None, t_start: float | None = None, out_path: Path | None = None, reports: bool = True) -> Run | None:
+    """Train `cfg` (validated and resolved, see `prepare_config`) on an already loaded and split
+    dataset (`train`, and each of `compare`'s runs; `reports` False: the caller renders the
+    reports). Returns the run (None on ranks other than 0 under torchrun)."""
     import torch
 
+    from . import modality as modalities
+    from .loop.devices import choose
+    from .loop.distributed import from_env
+    from .strategies import Context, function, get
+
     t_start = time.perf_counter() if t_start is None else t_start
-    strategy = strategy_func(cfg.strategy, ds.kind)
+    mod = modalities.of(ds)
+    strategy = get(cfg.strategy)
+    dist = from_env()
     protect = [cfg.data] if Path(cfg.data).expanduser().exists() else []
     digest = split_digest(ds, splits)
     if resume_state is not None and resume_state.get("split_digest", digest) != digest:
         raise TransferkitError(f"--resume {cfg.out}: the data or its split changed since the interrupted run; start a new run without --resume")
+    placement = choose(cfg.device, cfg.precision) if cfg.strategy != "tfidf" else choose("cpu", "fp32")
     torch.manual_seed(cfg.seed)  # random-init weights (pretrained=False, scratch, mlp) follow the seed too
-    cfg.extra["kind"] = ds.kind
+    cfg.extra["kind"] = mod.name
     if Path(cfg.data).exists():  # so `transferkit report` finds the data from any working directory
         cfg.extra["data_path"] = str(Path(cfg.data).resolve())
-    cfg.resolve(ds.kind)
-    if ds.kind == "text":
-        ctx = _text_context(cfg, ds, splits)
-    else:
-        ctx = _image_context(cfg, ds, splits)
+    cfg.extra["device"] = placement.as_dict()
+    if dist.active:
+        cfg.extra["distributed"] = {"world_size": dist.world, "backend": dist.backend, "per_process_batch": cfg.batch_size,
+                                    "effective_batch": cfg.batch_size * dist.world * cfg.grad_accum,
+                                    "lr_rule": "the learning rates as given, for the effective batch (no automatic scaling with the world size)"}
+    if dist.is_main:
+        log(f"device: {placement.device} ({placement.name}), {placement.precision} — {placement.reason}")
+    backbone, data_config = mod.prepare(cfg, ds, splits, strategy.uses_backbone)
+    cfg.extra.update(data_config=data_config, engine="torch-eager")  # what extracts features is recorded when it runs (cached_features)
     cfg.extra["split_digest"] = digest
+    ctx = Context(cfg, ds, splits, mod, backbone, data_config, placement, dist)
     out_path = out_path or check_target(cfg.out or default_out(cfg), protect)
-    if ds.kind == "image" and cfg.strategy in TRAINED:
+    if strategy.trains_network:
         ckpt = checkpoint_dir_for(out_path)
-        if resume_state is None and ckpt.exists():
-            log(f"warning: {ckpt} held an interrupted run's state; this new run replaces it")
-            shutil.rmtree(ckpt, ignore_errors=True)
-        ckpt.mkdir(parents=True, exist_ok=True)
-        saved = {k: v for k, v in cfg.to_dict().items() if k != "extra"}
-        tkio.write_json(ckpt / "config.json", {**saved, "out": str(out_path), "split_digest": digest})
-        ctx.checkpoint_dir, ctx.resume_state = str(ckpt), resume_state
+        if dist.is_main:
+            if resume_state is None and ckpt.exists():
+                log(f"warning: {ckpt} held an interrupted run's state; this new run replaces it")
+                shutil.rmtree(ckpt, ignore_errors=True)
+            ckpt.mkdir(parents=True, exist_ok=True)
+            saved = {k: v for k, v in cfg.to_dict().items() if k != "extra"}
+            tkio.write_json(ckpt / "config.json", {**saved, "out": str(out_path), "split_digest": digest})
+        dist.barrier()
+        ctx.checkpoint_dir, ctx.resume_state = str(ckpt), (resume_state or {}).get("files")
     try:
         with PeakMemory() as mem_train:
-            trained = strategy(ctx)
+            trained = function(cfg.strategy)(ctx)  # None on the ranks that leave the fit to rank 0
+            if trained is not None:
+                _calibrate(ctx, trained)
     except KeyboardInterrupt:
-        if ctx.checkpoint_dir and (Path(ctx.checkpoint_dir) / "last.pt").exists():
+        if ctx.checkpoint_dir and any(Path(ctx.checkpoint_dir).glob("*.pt")):
             log(f"interrupted; the training state of the last finished epoch is in {ctx.checkpoint_dir}. Continue with: transferkit train --resume {out_path}")
         raise
-
+    if not dist.is_main:  # rank 0 writes the run folder; the others are done
+        dist.barrier()
+        return None
     log(f"writing run folder {out_path}")
     out = RunFolder(out_path, protect)
     try:
         _write_run(out, ctx, trained, checks)
         with PeakMemory(full_collect=False) as mem_pred:  # the saved model loaded and predicting real items
-            t_pred = _time_prediction(out, ds, splits)
+            t_pred = _time_prediction(out, ctx)
         metrics = tkio.read_json(out / "metrics.json")
         metrics["timing"].update(t_pred, total_s=time.perf_counter() - t_start)
         metrics["memory"] = {"peak_rss_mb": process_peak_mb(), "train_peak_mb": mem_train.peak_mb, "predict_peak_mb": mem_pred.peak_mb, "train_start_mb": mem_train.start_mb, "predict_start_mb": mem_pred.start_mb, "method": mem_train.method,
@@ -132,6 +180,8 @@ def run_prepared(cfg: TrainConfig, ds, splits, checks, resume_state: dict | None
     except BaseException:
         out.abandon()
         raise
+    finally:
+        dist.barrier()
     for f in ctx.cleanup:
         f()
     m = metrics["test"]
@@ -142,47 +192,36 @@ def run_prepared(cfg: TrainConfig, ds, splits, checks, resume_state: dict | None
     return Run.load(final)
 
 
-def _image_context(cfg: TrainConfig, ds, splits) -> Context:
-    """Images: the backbone (none for scratch/mlp) and the run's preprocessing."""
-    backbone = None
-    if cfg.strategy not in NO_BACKBONE:
-        cfg.backbone = cfg.backbone or DEFAULT_BACKBONE
-        backbone = create_backbone(cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights)
-        cfg.extra.update(weights_source=backbone.weights_source, weights_id=backbone.weights_id)
-    else:
-        cfg.extra.update(weights_source="none (random init)", weights_id="")
-    data_config = _data_config(cfg, ds, splits, backbone)
-    if backbone is not None:
-        backbone = backbone.with_input_size(int(data_config["input_size"][-1])).with_crop(data_config["crop_pct"])
-    cfg.extra.update(data_config=data_config, engine=cfg.engine if cfg.strategy == "probe" else "torch-eager-channels-last")  # probe: resolved when the backbone runs
-    return Context(cfg, ds, splits, backbone, data_config=data_config)
+def _calibrate(ctx, trained) -> None:
+    """Temperature scaling (`--calibrate temperature`): one temperature fitted on the validation
+    probabilities, applied in the saved model; every split's probabilities recomputed with it."""
+    from .calibrate import fit_temperature
 
-
-def _data_config(cfg: TrainConfig, ds, splits, backbone) -> dict:
-    """The run's preprocessing. Probe: the backbone's own (or --image-size); trained
-    strategies: --image-size, or a side chosen from the data's native size (train/data.py)."""
-    from .train.data import baseline_data_config, choose_side, native_side
-
-    if cfg.strategy == "probe":
-        return dict(backbone.with_input_size(cfg.image_size).with_crop(cfg.crop_pct).data_config)
-    own = int(backbone.data_config["input_size"][-1]) if backbone is not None else None
-    if cfg.image_size:
-        side, why = cfg.image_size, "--image-size"
-    else:
-        side, why = choose_side(cfg.strategy, native_side(ds, splits.train), own)
-        cfg.image_size = side
-    cfg.extra["image_size_reason"] = why
-    if backbone is None:
-        return baseline_data_config(side)
-    return dict(backbone.with_input_size(side).with_crop(cfg.crop_pct).data_config)
+    cfg = ctx.config
+    info = trained.info
+    before = {s: p for s, p in trained.proba.items()}
+    info["calibration"] = {"method": cfg.calibrate, "temperature": 1.0}
+    if cfg.calibrate == "none" or not len(ctx.splits.val) or not hasattr(trained.model, "set_temperature"):
+        return
+    logp = np.log(np.clip(before["val"], 1e-12, 1.0))
+    t = float(fit_temperature(logp, ctx.dataset.labels[ctx.splits.val]))
+    trained.model.set_temperature(t)
+    for s, p in before.items():  # softmax(log p / T): the same numbers the saved model now gives
+        z = np.log(np.clip(p, 1e-12, 1.0)) / t
+        z -= z.max(1, keepdims=True)
+        e = np.exp(z)
+        trained.proba[s] = (e / e.sum(1, keepdims=True)).astype(np.float64)
+    info["calibration"] = {"method": "temperature", "temperature": t, "fitted_on": f"{len(ctx.splits.val)} validation items"}
+    info["uncalibrated_proba"] = before
 
 
 def _resume_config(run_dir: str, data: str | None, options: dict) -> tuple[TrainConfig, dict]:
-    from .train import load_checkpoint
+    from .loop import load_checkpoint
 
     final = Path(run_dir).expanduser().resolve()
     ckpt = checkpoint_dir_for(final)
-    if not (ckpt / "last.pt").is_file() or not (ckpt / "config.json").is_file():
+    files = sorted(ckpt.glob("*.pt")) if ckpt.is_dir() else []
+    if not files or not (ckpt / "config.json").is_file():
         done = " (that run finished: its folder is complete)" if (final / "metrics.json").is_file() else ""
         raise TransferkitError(f"--resume {run_dir}: no interrupted training to resume{done}; no checkpoint in {ckpt}. Start the run without --resume")
     saved = tkio.read_json(ckpt / "config.json")
@@ -199,13 +238,15 @@ def _resume_config(run_dir: str, data: str | None, options: dict) -> tuple[Train
             raise TransferkitError(f"--{k.replace('_', '-')} {v}: the interrupted run used {getattr(cfg, k)!r}; drop the option to resume it, or start a new run")
     cfg.out, cfg.extra = str(final), {}
     cfg.validate()
-    try:
-        state = load_checkpoint(ckpt / "last.pt")
-    except Exception as exc:  # noqa: BLE001 - a damaged checkpoint is a user-level problem
-        raise TransferkitError(f"{ckpt / 'last.pt'}: cannot be read ({type(exc).__name__}); start the run again without --resume") from None
-    state["split_digest"] = digest
-    log(f"resuming {final.name} after epoch {state['epoch']} of {cfg.epochs}")
-    return cfg, state
+    states = {}
+    for f in files:
+        try:
+            states[f.name] = load_checkpoint(f)
+        except Exception as exc:  # noqa: BLE001 - a damaged checkpoint is a user-level problem
+            raise TransferkitError(f"{f}: cannot be read ({type(exc).__name__}); start the run again without --resume") from None
+    last = states.get("last.pt") or next(iter(states.values()))
+    log(f"resuming {final.name} after epoch {last['epoch']} of {cfg.epochs}" + (" (head warm-up)" if "last.pt" not in states else ""))
+    return cfg, {"split_digest": digest, "files": states}
 
 
 def _same_data(a: str, b: str) -> bool:
@@ -229,60 +270,39 @@ def write_reports(run_dir: Path, ds=None) -> Path | None:
         return (run_dir / "report.md") if (run_dir / "report.md").exists() else None
 
 
-def _text_context(cfg: TrainConfig, ds, splits) -> Context:
-    """Texts: the encoder and tokenizer (none for tfidf), and how many texts get truncated."""
-    if cfg.strategy == "tfidf":
-        cfg.backbone = "none"  # a baseline without a pretrained model
-        cfg.extra.update(data_config={"kind": "text", "features": "tf-idf word 1-2-grams + char 3-5-grams"}, weights_source="none", weights_id="", engine="scikit-learn")
-        return Context(cfg, ds, splits, None)
-    cfg.backbone = cfg.backbone or DEFAULT_TEXT_BACKBONE
-    backbone = create_text_backbone(cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights, max_length=cfg.max_length)
-    cfg.max_length = backbone.max_length
-    cfg.extra.update(data_config=backbone.data_config, weights_source=backbone.weights_source, weights_id=backbone.weights_id, engine="torch-eager")
-    lengths = backbone.token_lengths(ds.texts)
-    cut = lengths > backbone.max_length
-    cfg.extra["truncation"] = {
-        "max_length": backbone.max_length,
-        "truncated": int(cut.sum()),
-        "of": len(ds),
-        "by_split": {k: int(cut[getattr(splits, k)].sum()) for k in ("train", "val", "test")},
-        "tokens_median": float(np.median(lengths)),
-        "tokens_p95": float(np.percentile(lengths, 95)),
-    }
-    log(f"{int(cut.sum())} of {len(ds)} texts are longer than {backbone.max_length} tokens and get truncated (median length {np.median(lengths):.0f} tokens)")
-    return Context(cfg, ds, splits, backbone, lengths=lengths)
+def _write_run(out: RunFolder, ctx, trained, checks) -> None:
+    from .calibrate import calibration_report
+    from .evaluate import evaluate
 
-
-def _write_run(out: RunFolder, ctx: Context, trained, checks) -> None:
-    cfg, ds, sp = ctx.config, ctx.dataset, ctx.splits
-    cfg_dict = cfg.to_dict()
-    tkio.write_json(out / "config.json", cfg_dict)
+    cfg, ds, sp, mod = ctx.config, ctx.dataset, ctx.splits, ctx.modality
+    tkio.write_json(out / "config.json", cfg.to_dict())
     tkio.write_json(out / "labels.json", {"classes": ds.classes})
     tkio.write_json(out / "splits.json", {"seed": cfg.seed, "val_size": cfg.val_size, "test_size": cfg.test_size, **{k: [ds.display_path(i) for i in getattr(sp, k)] for k in ("train", "val", "test")}})
     tkio.write_json(out / "checks.json", {"classes": ds.class_counts(), **checks.as_dict()})
-    if isinstance(trained.model, TfidfModel):
-        trained.model.save(out.path, MODEL_FILE)
-        params_total = params_trainable = trained.model.num_params()
-    else:
-        save_model(out / MODEL_FILE, trained.model, trained.info)
-        if ds.kind == "text":  # what rebuilds the encoder offline: its config and tokenizer
-            save_text_encoder(out / ENCODER_DIR, ctx.backbone)
+    save_model(out.path, trained.model, trained.info, ctx.backbone)
+    if hasattr(trained.model, "parameters"):
         params_total = sum(p.numel() for p in trained.model.parameters())
-        if "params_trained" in trained.info:
-            params_trainable = trained.info["params_trained"]
-        elif "params_trainable" in trained.info:  # image strategies trained by the loop (train/)
-            params_trainable = trained.info.pop("params_trainable")
-        elif cfg.strategy == "probe" or (ds.kind == "text" and cfg.strategy == "head"):
+        params_trainable = trained.info.pop("params_trainable", None)
+        if params_trainable is None:  # the probe: only its head was fitted
             params_trainable = sum(p.numel() for p in trained.model.head.parameters())
-        else:
-            params_trainable = sum(p.numel() for p in trained.model.parameters() if p.requires_grad)
+    else:
+        params_total = params_trainable = trained.model.num_params()
     history = trained.info.pop("history", None)
+    uncalibrated = trained.info.pop("uncalibrated_proba", None)
     if history:
-        from .train import HISTORY_COLUMNS
+        from .loop import HISTORY_COLUMNS
 
         cols = HISTORY_COLUMNS if set(history[0]) <= set(HISTORY_COLUMNS) else list(history[0])
         tkio.write_csv(out / "history.csv", cols, [[h.get(c) for c in cols] for h in history])
-    metrics = {name: evaluate(ds.labels[getattr(sp, name)], trained.proba[name], ds.classes) for name in ("test", "val", "train")}
+    y = {name: ds.labels[getattr(sp, name)] for name in ("train", "val", "test")}
+    metrics = {name: evaluate(y[name], trained.proba[name], ds.classes) for name in ("test", "val", "train")}
+    metrics["calibration"] = {
+        "method": trained.info.get("calibration", {}).get("method", "none"),
+        "temperature": trained.info.get("calibration", {}).get("temperature", 1.0),
+        "bins": 15,
+        **{name: {"after": calibration_report(trained.proba[name], y[name]), **({"before": calibration_report(uncalibrated[name], y[name])} if uncalibrated else {})}
+           for name in ("val", "test") if len(y[name])},
+    }
     metrics.update(
         timing={k: v for k, v in ctx.timing.items()},
         model={"params_total": params_total, "params_trainable": params_trainable, **{k: v for k, v in trained.info.items()}},
@@ -292,7 +312,7 @@ def _write_run(out: RunFolder, ctx: Context, trained, checks) -> None:
             "classes": ds.classes,
             "split_sizes": {k: len(getattr(sp, k)) for k in ("train", "val", "test")},
             "class_counts": {k: np.bincount(ds.labels[getattr(sp, k)], minlength=len(ds.classes)).tolist() for k in ("train", "val", "test")},
-            "kind": ds.kind,
+            "kind": mod.name,
             **({"truncation": cfg.extra["truncation"]} if "truncation" in cfg.extra else {}),
         },
     )
@@ -300,43 +320,31 @@ def _write_run(out: RunFolder, ctx: Context, trained, checks) -> None:
     proba = trained.proba["test"]
     # p_true: probability given to the true class (its -log is the item's loss)
     rows = [[ds.display_path(i), ds.classes[ds.labels[i]], ds.classes[int(p.argmax())], f"{float(p.max()):.4f}", f"{float(p[ds.labels[i]]):.4f}"] for i, p in zip(sp.test, proba)]
-    header = ["path", "true", "predicted", "confidence", "p_true"]
-    if ds.kind == "text":  # the text itself (a snippet), so a person can read what was misclassified
-        header.append("text")
-        rows = [r + [snippet(ds.texts[i])] for r, i in zip(rows, sp.test)]
-    tkio.write_csv(out / "predictions.csv", header, rows)
+    extra_cols, extra = mod.prediction_columns(ds, sp.test)
+    tkio.write_csv(out / "predictions.csv", ["path", "true", "predicted", "confidence", "p_true", *extra_cols], [r + e for r, e in zip(rows, extra)])
 
 
-def _time_prediction(out: RunFolder, ds, sp, n: int = 32) -> dict:
-    """End-to-end prediction time per item (decode + preprocess + model), measured on up to
-    `n` real test items with the saved model, loaded back as `predict` loads it."""
-    import timm.data
-    import torch
+def _time_prediction(out: RunFolder, ctx, n: int = 32) -> dict:
+    """End-to-end prediction time per item (decode or tokenise + model), measured on up to `n`
+    real test items with the saved model, loaded back as `predict` loads it, on the run's device."""
+    from .predictor import TorchPredictor
 
+    sp, ds = ctx.splits, ctx.dataset
     idx = sp.test[:n] if len(sp.test) else sp.train[:n]
     if not len(idx):
         return {"predict_s_per_item": None}
-    from .features.extract import resize_hint_for
-
-    run = Run.load(out.path)
-    if run.kind == "text":  # tokenize + encoder + head (or tf-idf + linear), on real test texts
-        texts = [ds.texts[int(i)] for i in idx]
-        run.predict(texts[:2])
-        t0 = time.perf_counter()
-        run.predict(texts)
-        dt = (time.perf_counter() - t0) / len(idx)
-        return {"predict_s_per_item": dt, "predict_items_per_s": 1.0 / dt}
-    model, tf = run.model, timm.data.create_transform(**run.data_config, is_training=False)
-    hint = resize_hint_for(run.data_config)
+    pred = TorchPredictor(Run.load(out.path), ctx.placement)
+    dc = ctx.data_config
 
     def once(items):
-        x = torch.stack([tf(ds.load(int(i), hint)) for i in items]).contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            model(x).softmax(-1)
+        pred.predict_items([ctx.modality.raw_item(ds, int(i), dc) for i in items])
 
     once(idx[:2])  # warm-up: first-call overheads are not per-item costs
     t0 = time.perf_counter()
     for s in range(0, len(idx), 32):
         once(idx[s : s + 32])
     dt = (time.perf_counter() - t0) / len(idx)
-    return {"predict_s_per_item": dt, "predict_items_per_s": 1.0 / dt}
+    return {"predict_s_per_item": dt, "predict_items_per_s": 1.0 / dt, "predict_device": str(ctx.placement.device)}
+
+
+__all__ = ["MODEL_FILE", "checkpoint_dir_for", "default_out", "prepare_config", "run_prepared", "split_digest", "train", "write_reports"]

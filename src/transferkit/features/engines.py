@@ -60,20 +60,30 @@ def compute_threads() -> int:
 
 
 class TorchEngine:
-    """PyTorch eager: channels-last weights and inputs, inference mode."""
+    """PyTorch eager on the run's device and precision (autocast): channels-last weights and
+    inputs for image models, inference mode; features come back as fp32 numpy."""
 
     name = "torch"
     description = "PyTorch eager, channels-last, inference_mode"
 
-    def __init__(self, backbone):
-        self.backbone = backbone
+    def __init__(self, backbone, placement=None):
+        from ..loop.devices import choose
+
+        self.backbone, self.placement = backbone, placement or choose("cpu", "fp32")
         if os.environ.get("TRANSFERKIT_THREADS", "").strip():
             torch.set_num_threads(compute_threads())
-        backbone.model.eval().to(memory_format=torch.channels_last)  # in place: eval mode, channels-last weights
+        self.channels_last = getattr(backbone, "kind", "image") == "image"
+        backbone.model.eval().to(self.placement.device)  # in place: eval mode, on the device
+        if self.channels_last:
+            backbone.model.to(memory_format=torch.channels_last)
 
-    def __call__(self, x: torch.Tensor) -> np.ndarray:
-        with torch.inference_mode():
-            return self.backbone.features(x.contiguous(memory_format=torch.channels_last)).float().numpy()
+    def __call__(self, x) -> np.ndarray:
+        from ..loop.devices import to_device
+
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), self.placement.autocast():
+            return self.backbone.features(to_device(x, self.placement.device)).float().cpu().numpy()
 
 
 class _Features(torch.nn.Module):
@@ -98,22 +108,35 @@ def export_backbone_onnx(backbone, path: Path, opset: int | None = None) -> Path
     """Write the backbone's feature function (images -> pooled features) to `path` as ONNX,
     batch dimension dynamic, spatial size fixed to the backbone's input size (so padding and
     pooling fold into constants). Uses the same exporter settings as `transferkit export`."""
-    from ..exporter import DEFAULT_OPSET, export_onnx_module
+    from ..onnx_io import DEFAULT_OPSET, export_onnx_module
 
     size = backbone.input_size
-    module = _Features(copy.deepcopy(backbone.model).to(memory_format=torch.contiguous_format)).eval()
+    module = _Features(copy.deepcopy(backbone.model).to("cpu", memory_format=torch.contiguous_format)).eval()
     with tkio.atomic_path(path) as tmp:
-        export_onnx_module(module, torch.zeros(2, 3, size, size), tmp, opset or DEFAULT_OPSET, input_names=[INPUT_NAME], output_names=["features"])
+        export_onnx_module(module, (torch.zeros(2, 3, size, size),), tmp, opset or DEFAULT_OPSET, input_names=[INPUT_NAME], output_names=["features"])
     return path
 
 
+def ort_providers(device: torch.device | None) -> list[str]:
+    """ONNX Runtime execution providers for `device`: CUDA when the run is on a GPU and
+    onnxruntime-gpu is installed (else a one-line refusal), the CPU otherwise."""
+    if device is None or device.type == "cpu":
+        return ["CPUExecutionProvider"]
+    import onnxruntime as ort
+
+    if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+        return [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
+    raise TransferkitError(f"--engine onnx on {device}: this ONNX Runtime has no {device.type.upper()} provider (pip install onnxruntime-gpu for CUDA); use --engine torch or auto")
+
+
 class OnnxEngine:
-    """ONNX Runtime, CPU execution provider, all graph optimisations, one thread per core."""
+    """ONNX Runtime, all graph optimisations, one thread per core; the CUDA execution provider
+    on a GPU run (onnxruntime-gpu)."""
 
     name = "onnx"
-    description = "ONNX Runtime CPU, graph optimisations ORT_ENABLE_ALL"
+    description = "ONNX Runtime, graph optimisations ORT_ENABLE_ALL"
 
-    def __init__(self, backbone, path: Path, threads: int | None = None):
+    def __init__(self, backbone, path: Path, threads: int | None = None, device: torch.device | None = None):
         if not onnxruntime_available():
             raise TransferkitError('--engine onnx needs ONNX Runtime: pip install "transferkit[export]" (onnx, onnxruntime), or use --engine torch')
         import onnxruntime as ort
@@ -126,7 +149,8 @@ class OnnxEngine:
             except Exception as exc:  # noqa: BLE001 - an architecture the exporter cannot trace
                 raise TransferkitError(f"backbone '{backbone.name}' cannot be exported to ONNX ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); use --engine torch") from None
         threads = threads or compute_threads()
-        key = (str(path), path.stat().st_mtime_ns, threads)
+        providers = ort_providers(device)
+        key = (str(path), path.stat().st_mtime_ns, threads, str(device))
         self.path = path
         if key in _SESSIONS:
             self.session = _SESSIONS[key]
@@ -137,7 +161,7 @@ class OnnxEngine:
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), opts, providers=providers)
         except Exception as exc:  # noqa: BLE001 - a damaged cached export: make it again next time
             path.unlink(missing_ok=True)
             raise TransferkitError(f"{path}: ONNX Runtime cannot load the cached backbone export ({type(exc).__name__}); it was removed, run again") from None
@@ -168,41 +192,54 @@ def measure_engines(engines: dict, batch_size: int, size: int, rounds: int = 3, 
     return {n: float(np.median(v)) for n, v in runs.items()}
 
 
-def select_engine(backbone, requested: str, n_items: int, engine_dir: Path, batch_size: int):
-    """The engine to run `backbone` with, and a dict saying why (recorded in the run)."""
+def select_engine(backbone, requested: str, n_items: int, engine_dir: Path, batch_size: int, placement=None):
+    """The engine to run `backbone` with on the run's device, and a dict saying why (recorded
+    in the run). A backbone declares the engines it has (`backbone.engines`); text encoders run
+    in PyTorch."""
+    from ..loop.devices import choose
+
+    placement = placement or choose("cpu", "fp32")
+    device = placement.device
     if requested not in ENGINES:
         raise TransferkitError(f"unknown engine '{requested}' (choices: {', '.join(ENGINES)})")
+    if requested not in getattr(backbone, "engines", ENGINES):
+        raise TransferkitError(f"--engine {requested}: backbone '{backbone.name}' runs with {', '.join(backbone.engines)} only")
     engine_dir = Path(engine_dir)
+    onnx_path = engine_dir / ONNX_FILE
     if requested == "torch":
-        return TorchEngine(backbone), {"engine": "torch", "reason": "requested"}
+        return TorchEngine(backbone, placement), {"engine": "torch", "reason": "requested"}
     if requested == "onnx":
-        return OnnxEngine(backbone, engine_dir / ONNX_FILE), {"engine": "onnx", "reason": "requested"}
+        return OnnxEngine(backbone, onnx_path, device=device), {"engine": "onnx", "reason": "requested"}
+    if "onnx" not in getattr(backbone, "engines", ENGINES):
+        return TorchEngine(backbone, placement), {"engine": "torch", "reason": f"auto: {getattr(backbone, 'kind', 'this')} backbones run in PyTorch"}
     if not onnxruntime_available():
-        return TorchEngine(backbone), {"engine": "torch", "reason": "auto: onnxruntime not installed"}
-    decision_file = engine_dir / DECISION_FILE
+        return TorchEngine(backbone, placement), {"engine": "torch", "reason": "auto: onnxruntime not installed"}
+    if placement.precision != "fp32":
+        return TorchEngine(backbone, placement), {"engine": "torch", "reason": f"auto: {placement.precision} autocast runs in PyTorch"}
+    decision_file = engine_dir / (DECISION_FILE if device.type == "cpu" else f"engine-{device.type}.json")
     threads = compute_threads()
-    if decision_file.is_file():  # measured before for this backbone and input size: any job size uses it
+    if decision_file.is_file():  # measured before for this backbone, input size and device: any job size uses it
         try:
             d = tkio.read_json(decision_file)
             if d.get("threads") == threads and d.get("engine") in ("torch", "onnx"):
-                eng = OnnxEngine(backbone, engine_dir / ONNX_FILE) if d["engine"] == "onnx" else TorchEngine(backbone)
+                eng = OnnxEngine(backbone, onnx_path, device=device) if d["engine"] == "onnx" else TorchEngine(backbone, placement)
                 return eng, dict(d, reason=f"auto: measured earlier ({decision_file})")
         except (TransferkitError, ValueError, OSError, KeyError):
             pass  # measure again below
     if n_items < AUTO_MIN_ITEMS:
-        return TorchEngine(backbone), {"engine": "torch", "reason": f"auto: {n_items} items < {AUTO_MIN_ITEMS}, no export"}
-    torch_engine = TorchEngine(backbone)
+        return TorchEngine(backbone, placement), {"engine": "torch", "reason": f"auto: {n_items} items < {AUTO_MIN_ITEMS}, no export"}
+    torch_engine = TorchEngine(backbone, placement)
     t0 = time.perf_counter()
     try:
-        onnx_engine = OnnxEngine(backbone, engine_dir / ONNX_FILE)
+        onnx_engine = OnnxEngine(backbone, onnx_path, device=device)
     except TransferkitError as exc:
-        return torch_engine, {"engine": "torch", "reason": f"auto: ONNX export failed ({exc})"}
+        return torch_engine, {"engine": "torch", "reason": f"auto: ONNX Runtime not used ({exc})"}
     export_s = time.perf_counter() - t0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         speed = measure_engines({"torch": torch_engine, "onnx": onnx_engine}, min(batch_size, 32), backbone.input_size, rounds=1, repeats=3)
     pick = "onnx" if speed["onnx"] >= ONNX_MARGIN * speed["torch"] else "torch"
-    d = {"engine": pick, "images_per_s": {k: round(v, 1) for k, v in speed.items()}, "threads": threads, "export_s": round(export_s, 2)}
+    d = {"engine": pick, "images_per_s": {k: round(v, 1) for k, v in speed.items()}, "threads": threads, "device": str(device), "export_s": round(export_s, 2)}
     try:
         tkio.write_json(decision_file, d)
     except OSError:

@@ -25,43 +25,29 @@ class DataView:
     error: str | None = None
 
     @property
+    def modality(self):
+        from .. import modality as modalities
+
+        return modalities.of(self.ds)
+
+    @property
     def is_text(self) -> bool:
-        return self.ds is not None and getattr(self.ds, "kind", "image") == "text"
+        """Whether items are drawn as text snippets (else as thumbnails)."""
+        return self.ds is not None and self.modality.preview_kind == "snippet"
 
     def find(self, display_path: str) -> int | None:
         return self.index.get(display_path)
 
     def preview(self, i: int, size: int = 128):
-        """A thumbnail (PIL image) or, for text data, the text."""
-        ds = self.ds
-        if self.is_text:
-            return text_of(ds, i)
-        im = ds.load(i, size)
-        if isinstance(im, str):  # a dataset whose items are texts under another kind name
-            return im
-        im = im.copy()
-        im.thumbnail((size, size))
-        return im
-
-
-def text_of(ds, i: int) -> str:
-    """The text of item `i` of a text dataset (hook for text datasets: `text(i)`, `texts[i]`
-    or `load(i)` returning a string, whichever the dataset has)."""
-    for attr in ("text", "get_text"):
-        f = getattr(ds, attr, None)
-        if callable(f):
-            return str(f(i))
-    texts = getattr(ds, "texts", None)
-    if texts is not None:
-        return str(texts[i])
-    return str(ds.load(i))
+        """How the item is drawn: a thumbnail (PIL image) or a text, as its modality says."""
+        return self.modality.preview(self.ds, i, size)
 
 
 def reload_dataset(facts: RunFacts, dataset=None) -> DataView:
     """The run's dataset: `dataset` when the caller has it in memory, else loaded again from
     the source recorded in config.json (file contents hashed, images not decoded)."""
-    from ..data import load_dataset
     from ..errors import TransferkitError
+    from ..modality import load_dataset
 
     cfg = facts.config
     ds, error = dataset, None
@@ -82,12 +68,9 @@ def reload_dataset(facts: RunFacts, dataset=None) -> DataView:
 
 
 def _load_quietly(load_dataset, src, cfg: dict | None = None):
-    # the columns a text run was told to read (--text-column / --label-column), as in training
-    cols = {k: cfg[k] for k in ("text_column", "label_column") if (cfg or {}).get(k)}
-    try:
-        return load_dataset(src, check_images=False, **cols)  # hashing only: no decode of every image
-    except TypeError:  # a loader without the option (e.g. text sources)
-        return load_dataset(src, **cols)
+    # the data options the run was given (--text-column, --label-column, --data-root), as in training
+    cols = {k: cfg[k] for k in ("text_column", "label_column", "data_root") if (cfg or {}).get(k)}
+    return load_dataset(src, check_images=False, **cols)  # hashing only: no decode of every image
 
 
 def split_indices(facts: RunFacts, view: DataView, split: str) -> np.ndarray:
@@ -196,9 +179,11 @@ def _cached_backbone_features(facts: RunFacts, view: DataView) -> Features | Non
 
 
 def _model_features(facts: RunFacts, view: DataView) -> Features | None:
-    """Inputs of the model's last linear layer (its penultimate features) for the test set."""
+    """Inputs of the model's last linear layer (its penultimate features) for the test set;
+    for a tf-idf run, its TF-IDF vectors reduced by truncated SVD (LSA)."""
     import torch
 
+    from ..loop.loop import forward
     from ..run import Run
 
     idx = split_indices(facts, view, "test")
@@ -208,53 +193,26 @@ def _model_features(facts: RunFacts, view: DataView) -> Features | None:
     keep = stratified_sample(labels, EMBED_TEST_MAX)
     idx, labels = idx[keep], labels[keep]
     run = Run.load(facts.dir)
-    if run.kind == "text":
-        return _text_model_features(run, view, idx, labels)
-    model = run.model
+    model, mod, dc = run.model, run.modality, run.data_config
+    raws = [mod.raw_item(view.ds, int(i), dc) for i in idx]
+    if not isinstance(model, torch.nn.Module):
+        from sklearn.decomposition import TruncatedSVD
+
+        V = model.transform(raws)
+        k = max(2, min(100, V.shape[1] - 1, len(raws) - 1))
+        X = TruncatedSVD(n_components=k, random_state=0).fit_transform(V)
+        return Features(X, labels, f"TF-IDF vectors of {len(idx):,} test {mod.unit}s reduced to {k} dimensions by truncated SVD (LSA); a tf-idf run has no encoder")
     last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     if not last:
         raise ValueError("the model has no final linear layer to take features before")
     grabbed: list[torch.Tensor] = []
-    hook = last[-1].register_forward_hook(lambda mod, inp, out: grabbed.append(inp[0].detach().flatten(1).float()))
+    hook = last[-1].register_forward_hook(lambda mod_, inp, out: grabbed.append(inp[0].detach().flatten(1).float()))
     try:
-        import timm.data
-
-        tf = timm.data.create_transform(**run.data_config, is_training=False)
         with torch.inference_mode():
-            for s in range(0, len(idx), 64):
-                x = torch.stack([tf(view.ds.load(int(i))) for i in idx[s : s + 64]])
-                model(x.contiguous(memory_format=torch.channels_last))
+            for s in range(0, len(raws), 64):
+                forward(model, run.preprocessor.batch(raws[s : s + 64]), channels_last=mod.channels_last)
     finally:
         hook.remove()
     X = torch.cat(grabbed).numpy()
-    what = f"penultimate features of the trained model (inputs of its last layer, {X.shape[1]} dims) for {len(idx):,} test items; this run has no cached backbone features"
+    what = f"penultimate features of the trained model (inputs of its last layer, {X.shape[1]} dims) for {len(idx):,} test {mod.unit}s; this run has no cached backbone features"
     return Features(X, labels, what)
-
-
-def _text_model_features(run, view: DataView, idx: np.ndarray, labels: np.ndarray) -> Features:
-    """Text runs: the inputs of the model's last linear layer, or for a tf-idf run its TF-IDF
-    vectors reduced by truncated SVD (LSA), for the test texts."""
-    import torch
-
-    texts = [text_of(view.ds, int(i)) for i in idx]
-    model = run.model
-    if run.config.strategy == "tfidf":
-        from sklearn.decomposition import TruncatedSVD
-
-        V = model.transform(texts)
-        k = max(2, min(100, V.shape[1] - 1, len(texts) - 1))
-        X = TruncatedSVD(n_components=k, random_state=0).fit_transform(V)
-        return Features(X, labels, f"TF-IDF vectors of {len(idx):,} test texts reduced to {k} dimensions by truncated SVD (LSA); a tf-idf run has no encoder")
-    from ..model import text_logits
-
-    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    grabbed: list[torch.Tensor] = []
-    hook = last[-1].register_forward_hook(lambda mod, inp, out: grabbed.append(inp[0].detach().flatten(1).float()))
-    try:
-        order = np.argsort([-len(t) for t in texts], kind="stable")  # text_logits runs the texts longest first
-        text_logits(model, run._tokenizer, int(run.data_config.get("max_length") or 128), texts, 32)
-    finally:
-        hook.remove()
-    X = np.empty((len(texts), grabbed[0].shape[1]), dtype=np.float32)
-    X[order] = torch.cat(grabbed).numpy()
-    return Features(X, labels, f"penultimate features of the trained model (inputs of its last layer, {X.shape[1]} dims) for {len(idx):,} test texts; this run has no cached encoder features")

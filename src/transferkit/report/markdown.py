@@ -16,13 +16,11 @@ def _fmt(v, digits=3) -> str:
 
 
 def _input_line(cfg: dict, m: dict) -> str:
+    from .. import modality as modalities
+
     dc = cfg["extra"].get("data_config", {})
-    if dc.get("kind") != "text":
-        return f"Input {dc['input_size'][-1]} px"
-    t = m["data"].get("truncation")
-    if not t:
-        return f"Input: {dc.get('features', 'texts')}"
-    return f"Input: texts truncated to {t['max_length']} tokens ({t['truncated']} of {t['of']} texts were longer and got truncated; median {t['tokens_median']:.0f} tokens)"
+    line = modalities.get(cfg["extra"].get("kind", "image")).input_summary(cfg["extra"], m["data"])
+    return f"Input: {line}" if line else f"Input {dc['input_size'][-1]} px"
 
 
 def _misclassified_texts(d: Path, n: int = 10) -> list[str]:
@@ -32,7 +30,10 @@ def _misclassified_texts(d: Path, n: int = 10) -> list[str]:
     if not (d / "predictions.csv").is_file():
         return []
     with open(d / "predictions.csv", newline="", encoding="utf-8") as fh:
-        wrong = [r for r in csv.DictReader(fh) if r["true"] != r["predicted"]]
+        reader = csv.DictReader(fh)
+        if "text" not in (reader.fieldnames or []):
+            return []
+        wrong = [r for r in reader if r["true"] != r["predicted"]]
     if not wrong:
         return ["", "## Misclassified test texts", "", "None."]
     wrong.sort(key=lambda r: float(r["p_true"]))
@@ -71,8 +72,7 @@ def write_markdown_report(run_dir: str | Path, page: dict | None = None, images:
     if m.get("test", {}).get("n"):
         lines += ["", "## Classification report (test)", "", classification_report_md(m["test"], classes)]
         lines += ["", "## Confusion matrix (test; rows: true class, columns: predicted)", "", confusion_md(m["test"], classes)]
-    if m["data"].get("kind") == "text":
-        lines += _misclassified_texts(d)
+    lines += _misclassified_texts(d)  # runs whose predictions.csv carries the texts
     lines += [
         "",
         "## Model and timing",

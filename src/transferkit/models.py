@@ -1,0 +1,172 @@
+"""The trained networks, logits out, and how to rebuild them from a saved spec.
+
+Every model carries `spec`: a small JSON-able dict (its kind and shape settings) that is stored
+in the safetensors metadata, so `build_model(spec)` recreates an empty module of the right shape
+for the weights, whatever strategy and modality trained it:
+
+- `TransferModel` (kind "transfer"): a timm image backbone + a head (probe, head, partial, finetune);
+- `TextTransferModel` (kind "text_transfer"): a transformers encoder, mean-pooled, + a head;
+  its spec holds the encoder's config, so no file besides the weights is needed to rebuild it;
+- `ScratchCNN` (kind "scratch_cnn"): conv-BN-ReLU blocks sized from the input resolution;
+- `PixelMLP` (kind "pixel_mlp"): a dense network on raw pixels.
+
+Models apply an optional temperature (`set_temperature`, fitted on validation by
+`calibrate.fit_temperature`) to their logits, so a saved, exported or served model gives the
+calibrated probabilities itself.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class Calibrated(nn.Module):
+    """Mixin: logits divided by a temperature buffer (1: no change). Old weight files have no
+    `temperature` entry; loading fills it with 1."""
+
+    def _init_temperature(self) -> None:
+        self.register_buffer("temperature", torch.ones(()), persistent=True)
+
+    def set_temperature(self, t: float) -> None:
+        self.temperature.fill_(float(t))
+
+    def _calibrated(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits / self.temperature
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        state_dict.setdefault(prefix + "temperature", torch.ones(()))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class TransferModel(Calibrated):
+    """logits = head(pooled backbone features). Works with any timm backbone (the
+    `forward_features` / `forward_head(pre_logits=True)` contract)."""
+
+    def __init__(self, backbone_model: nn.Module, head: nn.Module, spec: dict | None = None):
+        super().__init__()
+        self.backbone = backbone_model
+        self.head = head
+        self.spec = spec or {}
+        self._init_temperature()
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_head(self.backbone.forward_features(x), pre_logits=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._calibrated(self.head(self.features(x)))
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Average of the token vectors that are not padding: (B, T, D), (B, T) -> (B, D)."""
+    m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+class TextTransferModel(Calibrated):
+    """logits = head(mean-pooled encoder states). Works with any transformers encoder
+    (`AutoModel`); inputs are the tokenizer's input_ids and attention_mask, (B, T) each."""
+
+    def __init__(self, backbone_model: nn.Module, head: nn.Module, spec: dict | None = None):
+        super().__init__()
+        self.backbone = backbone_model
+        self.head = head
+        self.spec = spec or {}
+        self._init_temperature()
+
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return mean_pool(self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state, attention_mask)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self._calibrated(self.head(self.features(input_ids, attention_mask)))
+
+
+def scratch_stages(image_size: int) -> int:
+    """Conv stages (each halves the side) that bring the input down to about 4-7 pixels."""
+    return max(2, min(6, int(math.log2(max(image_size, 8) / 4))))
+
+
+class ScratchCNN(Calibrated):
+    """A compact CNN for training from random init: per stage conv3x3-BN-ReLU + 2x2 max-pool,
+    widths doubling up to 256 at the last stage, then global average pooling, dropout and a
+    linear classifier. At 128 px: 5 stages (16..256 channels), ~0.4 M parameters, ~85 M MACs."""
+
+    def __init__(self, n_classes: int, image_size: int, dropout: float = 0.3):
+        super().__init__()
+        n = scratch_stages(image_size)
+        widths = [max(16, 256 >> (n - 1 - i)) for i in range(n)]
+        layers, c_in = [], 3
+        for c in widths:
+            layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            c_in = c
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in, n_classes))
+        self.spec = {"kind": "scratch_cnn", "n_classes": n_classes, "image_size": image_size, "dropout": dropout}
+        self._init_temperature()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._calibrated(self.head(self.body(x)))
+
+
+class PixelMLP(Calibrated):
+    """The seeds' "ANN": flattened normalised pixels -> dense(512) -> ReLU -> dropout ->
+    dense(256) -> ReLU -> dropout -> classes."""
+
+    def __init__(self, n_classes: int, image_size: int, hidden: tuple[int, ...] = (512, 256), dropout: float = 0.2):
+        super().__init__()
+        layers, d = [nn.Flatten()], 3 * image_size * image_size
+        for h in hidden:
+            layers += [nn.Linear(d, h), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+            d = h
+        layers.append(nn.Linear(d, n_classes))
+        self.net = nn.Sequential(*layers)
+        self.spec = {"kind": "pixel_mlp", "n_classes": n_classes, "image_size": image_size, "hidden": list(hidden), "dropout": dropout}
+        self._init_temperature()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._calibrated(self.net(x))
+
+
+def _head(h: dict, dim: int) -> nn.Module:
+    from .heads import build_head
+
+    h = dict(h)
+    h.pop("dim", None)
+    return build_head(h.pop("kind"), dim, h.pop("n_classes"), **h)
+
+
+def _image_transfer(spec: dict) -> nn.Module:
+    import timm
+
+    body = timm.create_model(spec["arch"], pretrained=False)
+    if spec.get("classifier_reset"):
+        body.reset_classifier(0)
+    dim = spec["head"].get("dim") or int(body.num_features)
+    return TransferModel(body, _head(spec["head"], dim), spec)
+
+
+def _text_transfer(spec: dict) -> nn.Module:
+    from . import _compat  # noqa: F401  (torchvision fix before transformers)
+    from transformers import AutoConfig, AutoModel
+
+    cfg = dict(spec["encoder_config"])
+    config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
+    encoder = AutoModel.from_config(config)
+    return TextTransferModel(encoder, _head(spec["head"], int(config.hidden_size)), spec)
+
+
+BUILDERS = {
+    "transfer": _image_transfer,
+    "text_transfer": _text_transfer,
+    "scratch_cnn": lambda s: ScratchCNN(s["n_classes"], s["image_size"], s.get("dropout", 0.3)),
+    "pixel_mlp": lambda s: PixelMLP(s["n_classes"], s["image_size"], tuple(s["hidden"]), s.get("dropout", 0.2)),
+}
+
+
+def build_model(spec: dict) -> nn.Module:
+    """An untrained module of the shape `spec` describes (to load saved weights into)."""
+    kind = spec.get("kind")
+    if kind not in BUILDERS:
+        raise ValueError(f"unknown model kind {kind!r}")
+    return BUILDERS[kind](spec)
