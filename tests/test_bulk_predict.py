@@ -56,7 +56,7 @@ class _Interrupted(Predictor):
     """The real predictor, stopped (like Ctrl-C) on its third batch."""
 
     def __init__(self, inner):
-        super().__init__(inner.source, inner.classes, inner.data_config)
+        super().__init__(inner.source, inner.classes, inner.data_config, inner.modality, inner.preprocessor)
         self.inner, self.calls = inner, 0
 
     def predict_proba(self, x):
@@ -104,4 +104,4 @@ def test_cli_predict_from_onnx_to_stdout_and_bad_input(tiny_onnx, tiny_run, tmp_
     assert r.returncode == 2 and "no such file or folder" in r.stderr and "Traceback" not in r.stderr
     (tmp_path / "m.onnx").write_bytes(b"junk")
     r = subprocess.run([sys.executable, "-m", "transferkit", "predict", str(tmp_path / "m.onnx"), red], capture_output=True, text=True)
-    assert r.returncode == 2 and "ONNX Runtime cannot load it" in r.stderr
+    assert r.returncode == 2 and "not a readable ONNX file" in r.stderr and "export it again" in r.stderr

@@ -68,7 +68,7 @@ def test_failed_parity_writes_nothing_and_keeps_the_previous_file(tiny_run, tmp_
 
     def drifted(self, image):  # an exporter bug: the file computes something slightly different
         probs, logits = original(self, image)
-        logits = logits + torch.tensor([0.0, 0.0, 0.05])
+        logits = logits + torch.tensor([0.0, 0.0, 1.0])  # a drift the confident test items still show in their probabilities
         return logits.softmax(-1), logits
 
     monkeypatch.setattr(exporter._Classifier, "forward", drifted)
@@ -100,7 +100,7 @@ def test_export_needs_parity_images_when_the_data_is_gone(tiny_run, tmp_path):
     moved = tmp_path / "run"
     shutil.copytree(tiny_run, moved)
     cfg = json.loads((moved / "config.json").read_text())
-    cfg["data"] = str(tmp_path / "no-longer-here")
+    cfg["data"] = cfg["extra"]["data_path"] = str(tmp_path / "no-longer-here")
     (moved / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(tk.TransferkitError, match="--parity-data"):
         tk.export(moved, "onnx", tmp_path / "a.onnx")

@@ -501,4 +501,4 @@ def torch_batch(predictor, folder: Path):
     from transferkit.data.images import open_rgb
 
     paths = sorted(folder.rglob("*.png"))[:6]
-    return torch.stack([predictor.transform(open_rgb(p, None)) for p in paths])
+    return predictor.preprocessor.batch([open_rgb(p, None) for p in paths])

@@ -75,7 +75,7 @@ def _big_png(w, h) -> bytes:
 @pytest.mark.parametrize(
     "make, status, words",
     [
-        (lambda p: {"json": {"text": "a red flower"}}, 415, "classifies images, not text"),
+        (lambda p: {"json": {"text": "a red flower"}}, 415, "classifies images: send image files"),
         (lambda p: {"data": b"just bytes", "headers": {"content-type": "text/plain"}}, 415, "multipart/form-data"),
         (lambda p: {"files": {"files": ("notes.txt", b"hello", "text/plain")}}, 415, "notes.txt: content type 'text/plain'"),
         (lambda p: {"files": {"files": ("fake.png", b"\x89PNG not really", "image/png")}}, 422, "fake.png: not a readable image"),
@@ -112,7 +112,7 @@ def test_concurrent_requests_are_batched(tiny_run, photos):
             answers = list(pool.map(one, names))
         h = requests.get(base + "/health").json()
     assert all(name.startswith(label) for name, label in answers)
-    assert h["images"] == 6 and h["max_batch_seen"] >= 2 and h["batches"] < 6
+    assert h["inputs"] == 6 and h["max_batch_seen"] >= 2 and h["batches"] < 6
 
 
 def test_openapi_schema_property_based(server):

@@ -113,7 +113,7 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
     """
     from . import modality as modalities
     from . import options as option_rules
-    from .pipeline import prepare_config, run_prepared
+    from .pipeline import check_device, prepare_config, run_prepared
     from .report import write_compare_report
     from .strategies import check_supports, for_modality
     from .strategies import get as get_strategy
@@ -122,6 +122,7 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
         if bad in options:
             raise TransferkitError(f"compare: pass {bad} through compare's own arguments, not as a shared option")
     TrainConfig(data=str(data), **options).validate()  # shared options are checked before anything runs
+    check_device(options)
     ds = modalities.load_dataset(data, data_root=options.get("data_root"), text_column=options.get("text_column"), label_column=options.get("label_column"))
     mod = modalities.of(ds)
     if strategies is None:
@@ -140,9 +141,10 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
         unknown = [s for s in strategies if mod.name not in get_strategy(s).modalities]
         if unknown:
             raise TransferkitError(f"--strategies: {', '.join(unknown)} not available for {mod.name} data (choices: {', '.join(for_modality(mod.name))})")
-    for b in backbones:
-        if not mod.is_backbone(b) and not Path(b).expanduser().exists():
-            raise TransferkitError(f"--backbones {b}: not a {mod.name} backbone; for {mod.name} data use e.g. {mod.default_backbone} (`transferkit backbones` lists them)")
+    for b in backbones:  # a backbone of another kind of data is refused at once; an unknown name fails its runs
+        other = next((m for m in modalities.MODALITIES.values() if m is not mod and m.knows_backbone(b)), None)
+        if other is not None and not mod.knows_backbone(b):
+            raise TransferkitError(f"--backbones {b}: a backbone for {other.name}s, not {mod.name}s; for {mod.name} data use e.g. {mod.default_backbone} (`transferkit backbones` lists them)")
     preset_d = load_preset(preset) if preset else None
     plan = _plan(strategies, backbones, preset_d)
     # each run gets the shared options that act for it; one that acts for none of them is refused

@@ -70,6 +70,14 @@ def prepare_config(data, options: dict, ds) -> TrainConfig:
     return cfg.validate()
 
 
+def check_device(options: dict) -> None:
+    """A device or precision this machine cannot give is refused before any data is read."""
+    if "device" in options or "precision" in options:
+        from .loop.devices import choose
+
+        choose(options.get("device", "auto"), options.get("precision", "auto"))
+
+
 def train(data: str | None = None, resume: str | None = None, **options) -> Run:
     """Train one strategy on `data` and write a run folder; returns the loaded `Run`.
 
@@ -88,6 +96,7 @@ def train(data: str | None = None, resume: str | None = None, **options) -> Run:
         if data is None:
             raise TransferkitError("no data given: pass a folder, a CSV or a built-in dataset name (or --resume RUN_DIR)")
         TrainConfig(data=str(data), **options).validate()  # bad values are refused before the data is read
+        check_device(options)
         if options.get("out"):
             protect = [str(data)] if Path(str(data)).expanduser().exists() else []
             check_target(options["out"], protect)  # refuse a bad --out before any work

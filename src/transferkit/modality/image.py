@@ -162,6 +162,10 @@ class ImageModality(Modality):
 
         return is_image_backbone(name)
 
+    def knows_backbone(self, name: str) -> bool:
+        """A name this modality's registry knows for sure (timm's models, the offline ones)."""
+        return self.is_backbone(name)
+
     def prepare(self, cfg, ds, splits, uses_backbone: bool):
         """(backbone or None, the run's data config): the backbone with the run's input size
         and crop, and for trained strategies a side chosen from the data's native size."""

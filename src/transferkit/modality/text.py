@@ -172,6 +172,12 @@ class TextModality(Modality):
 
         return not is_image_backbone(name)
 
+    def knows_backbone(self, name: str) -> bool:
+        """A name known to be a text encoder: the offline and listed ones, or a saved model folder."""
+        from ..backbones.text import TEXT_OFFLINE, TEXT_POPULAR
+
+        return name in TEXT_OFFLINE or name in TEXT_POPULAR or (Path(name).expanduser() / "config.json").is_file()
+
     def prepare(self, cfg, ds, splits, uses_backbone: bool):
         """(encoder or None, the run's data config); records how many texts get truncated."""
         if not uses_backbone:

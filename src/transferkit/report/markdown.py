@@ -29,7 +29,7 @@ def _misclassified_texts(d: Path, n: int = 10) -> list[str]:
 
     if not (d / "predictions.csv").is_file():
         return []
-    with open(d / "predictions.csv", newline="", encoding="utf-8") as fh:
+    with open(d / "predictions.csv", newline="", encoding="utf-8", errors="surrogateescape") as fh:  # file names need not be UTF-8
         reader = csv.DictReader(fh)
         if "text" not in (reader.fieldnames or []):
             return []
