@@ -5,9 +5,9 @@ PIP     := $(PY) -m pip install --quiet --disable-pip-version-check
 STAMP   := $(VENV)/.setup-done
 FASHION := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup demo test bench fashion-mnist browser clean
+.PHONY: setup demo test bench fashion-mnist browser fonts clean
 
-setup: $(STAMP)
+setup: $(STAMP) fonts
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,6 +24,13 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 fashion-mnist:
 	@if [ ! -d $(FASHION) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; fi
+
+# Fonts for plot labels in any script (CJK, Arabic, Devanagari, ...): Debian's Noto sets, when apt
+# is usable (root); without them plots draw those labels without glyphs and say so once.
+fonts:
+	@if [ ! -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fonts-noto-core fonts-noto-cjk >/dev/null; } \
+		|| echo "could not install the Noto fonts; plots draw CJK/Indic labels without glyphs"; fi
 
 # Headless Chromium for the report tests (they open report.html and check every image loaded)
 # and the serve page test (drop an image, see its label); installed from Debian when apt is usable

@@ -228,8 +228,11 @@ def test_report_cli_rerenders_and_explains_bad_folders(study, tmp_path):
     r = subprocess.run([sys.executable, "-m", "transferkit", "report", str(d)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert (d / "report.html").is_file() and (d / "plots" / "confusion_counts.png").is_file()
-    r = subprocess.run([sys.executable, "-m", "transferkit", "report", str(tmp_path)], capture_output=True, text=True)
-    assert r.returncode == 2 and "neither a run folder" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "transferkit", "report", str(tmp_path)], capture_output=True, text=True)  # a folder holding a run: its index
+    assert r.returncode == 0 and (tmp_path / "index.html").is_file() and "run/report.html" in (tmp_path / "index.html").read_text(), r.stderr
+    (tmp_path / "empty").mkdir()
+    r = subprocess.run([sys.executable, "-m", "transferkit", "report", str(tmp_path / "empty")], capture_output=True, text=True)
+    assert r.returncode == 2 and "no run folders" in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_runs_without_cached_features_embed_the_test_set_with_their_model(study, tmp_path):

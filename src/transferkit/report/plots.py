@@ -1,6 +1,10 @@
 """Figures for the reports. Each function takes plain numbers and returns a matplotlib Figure
 (matplotlib is imported on first use, with the Agg backend); `png()` turns one into bytes.
-Tests read the plotted data back from the figures' artists."""
+Tests read the plotted data back from the figures' artists.
+
+Class and run names may be in any script: `_plt(names)` draws with fonts.py's fallback list
+and says once which characters no installed font has (drawn without a glyph, no warning per
+glyph)."""
 from __future__ import annotations
 
 import io
@@ -8,11 +12,14 @@ import math
 
 import numpy as np
 
+from . import fonts
+
 SPLIT_COLORS = {"train": "#4C72B0", "val": "#DD8452", "test": "#55A868"}
 WRONG = "#C0392B"
 
 
-def _plt():
+def _plt(names=()):
+    """pyplot on Agg with the report's style; `names`: the labels this figure will show."""
     import matplotlib
 
     if matplotlib.get_backend().lower() != "agg":
@@ -20,12 +27,15 @@ def _plt():
     import matplotlib.pyplot as plt
 
     plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 100})
+    fonts.configure(plt.rcParams)
+    fonts.note_missing(names)
     return plt
 
 
 def png(fig, dpi: int = 110) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.08)
+    with fonts.quiet_missing_glyphs():  # drawing happens here; note_missing has spoken
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.08)
     _plt().close(fig)
     return buf.getvalue()
 
@@ -43,7 +53,7 @@ def _short(name: str, n: int = 18) -> str:
 # ------------------------------------------------------------------------------- dataset
 def class_counts(classes: list[str], counts: dict[str, list[int]]):
     """Horizontal stacked bars: items per class in each split, totals at the bar ends."""
-    plt = _plt()
+    plt = _plt(classes)
     n = len(classes)
     fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.32 * n))
     y = np.arange(n)[::-1]
@@ -66,7 +76,7 @@ def class_counts(classes: list[str], counts: dict[str, list[int]]):
 
 def image_grid(rows: list[tuple[str, list]], title: str = ""):
     """Thumbnails: one row per class, the class name at its left."""
-    plt = _plt()
+    plt = _plt([name for name, _ in rows])
     k = max([len(ims) for _, ims in rows] + [1])
     n = len(rows)
     fig, axes = plt.subplots(n, k, figsize=(1.15 * k + 1.4, 1.15 * n + (0.3 if title else 0)), squeeze=False)
@@ -88,7 +98,7 @@ def image_grid(rows: list[tuple[str, list]], title: str = ""):
 
 def labelled_grid(items: list[tuple], cols: int = 6):
     """Misclassified examples: (image, true, predicted, confidence) each, titled in red."""
-    plt = _plt()
+    plt = _plt([t for it in items for t in it[1:3]])
     rows = max(1, math.ceil(len(items) / cols))
     cols = min(cols, max(1, len(items)))
     fig, axes = plt.subplots(rows, cols, figsize=(1.75 * cols, 2.05 * rows), squeeze=False)
@@ -104,7 +114,7 @@ def labelled_grid(items: list[tuple], cols: int = 6):
 # ------------------------------------------------------------------------------- results
 def confusion(cm: np.ndarray, classes: list[str], normalized: bool):
     """Confusion matrix heatmap, rows true, columns predicted; counts or row-normalised %."""
-    plt = _plt()
+    plt = _plt(classes)
     cm = np.asarray(cm, dtype=float)
     n = len(classes)
     if normalized:
@@ -188,7 +198,7 @@ def c_selection(scores: dict, by_power: dict | None = None, chosen_power: str | 
 
 def embedding(P: np.ndarray, y: np.ndarray, classes: list[str], title: str, xlabel: str = "", ylabel: str = ""):
     """2-D scatter of items coloured by class."""
-    plt = _plt()
+    plt = _plt(classes)
     colors = class_colors(len(classes))
     fig, ax = plt.subplots(figsize=(6.2, 5.0))
     s = 14 if len(P) < 2000 else 6
@@ -212,7 +222,7 @@ MARKERS = "osD^vP*Xph"
 def accuracy_vs(rows: list[dict], key: str, xlabel: str, title: str):
     """Test accuracy against a cost (training seconds, parameters), log x; one coloured marker
     per run, named in the legend (labels beside close dots would overlap)."""
-    plt = _plt()
+    plt = _plt([str(r.get("label", "")) for r in rows])
     pts = [r for r in rows if r.get("test_accuracy") is not None and (r.get(key) or 0) > 0]
     fig, ax = plt.subplots(figsize=(6.4, 3.9))
     colors = class_colors(len(pts))
@@ -262,7 +272,7 @@ def _log_ticks(ax, label) -> None:
 
 def per_class_f1(run_labels: list[str], classes: list[str], f1: np.ndarray):
     """Heatmap runs × classes of test F1, values written in the cells."""
-    plt = _plt()
+    plt = _plt([*run_labels, *classes])
     f1 = np.asarray(f1, dtype=float)
     fig, ax = plt.subplots(figsize=(min(12, 2.5 + 0.75 * len(classes)), 0.9 + 0.42 * len(run_labels)))
     ax.imshow(f1, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto", gid="per_class_f1")
@@ -280,7 +290,7 @@ def per_class_f1(run_labels: list[str], classes: list[str], f1: np.ndarray):
 
 def f1_vs_support(series: list[tuple[str, list[float], list[int]]], classes: list[str]):
     """Per-class test F1 against the class's training items, one series per run."""
-    plt = _plt()
+    plt = _plt([*(name for name, _, _ in series), *classes])
     fig, ax = plt.subplots(figsize=(6.2, 4.0))
     colors = class_colors(len(series))
     for i, ((name, f1, support), col) in enumerate(zip(series, colors)):

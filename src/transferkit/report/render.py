@@ -118,4 +118,6 @@ def render_report(folder: str | os.PathLike) -> Path:
         return write_run_report(d)
     if not d.is_dir():
         raise TransferkitError(f"{d}: no such folder; pass a run folder (from `transferkit train`) or a comparison folder (from `transferkit compare`)")
-    raise TransferkitError(f"{d}: neither a run folder (config.json + metrics.json) nor a comparison folder (leaderboard.json); pass a folder written by `transferkit train` or `transferkit compare`")
+    from .index_page import write_index
+
+    return write_index(d)  # a folder holding runs: their index (one line error when it holds none)
