@@ -73,7 +73,7 @@ class _Reads:
     """Records which TrainConfig fields are read while `on` (to_dict/validate excluded)."""
 
     def __init__(self):
-        self.on, self.fields = False, set()
+        self.on, self.fields, self.target = False, set(), None
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def reads(monkeypatch):
     original_get = object.__getattribute__
 
     def getattribute(self, name):
-        if rec.on and name in names:
+        if rec.on and name in names and self is rec.target:  # the run's own config (not a run folder reloaded from disk)
             rec.fields.add(name)
         return original_get(self, name)
 
@@ -105,7 +105,7 @@ def reads(monkeypatch):
 
     def prepared(*a, **k):
         cfg = real(*a, **k)
-        rec.on = True  # from here on, what the run reads is what acts
+        rec.on, rec.target = True, cfg  # from here on, what the run reads is what acts
         return cfg
 
     monkeypatch.setattr(pipeline, "prepare_config", prepared)

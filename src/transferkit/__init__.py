@@ -24,6 +24,7 @@ _API = {
     "Splits": "data:Splits",
     "TrainConfig": "config:TrainConfig",
     "TransferkitError": "errors:TransferkitError",
+    "audit_data": "trust:audit_dataset",
     "check_dataset": "data:check_dataset",
     "compare": "compare:compare",
     "create_app": "server:create_app",

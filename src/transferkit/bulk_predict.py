@@ -62,8 +62,8 @@ def _chunks(it: Iterator, n: int) -> Iterator[list]:
         yield chunk
 
 
-def header(top_k: int) -> list[str]:
-    return ["path"] + [f"{n}{j}" for j in range(1, top_k + 1) for n in ("label", "prob")] + ["error"]
+def header(top_k: int, uncertain: bool = False) -> list[str]:
+    return ["path"] + [f"{n}{j}" for j in range(1, top_k + 1) for n in ("label", "prob")] + (["uncertain"] if uncertain else []) + ["error"]
 
 
 def predict_files(
@@ -79,6 +79,7 @@ def predict_files(
     data_root: str | os.PathLike | None = None,
     text_column: str | None = None,
     device: str = "cpu",
+    min_confidence: float = 0.0,
     stdout=None,
 ) -> dict:
     """Label every input in `inputs` with `model` (a run folder, an .onnx / TorchScript file or
@@ -88,7 +89,9 @@ def predict_files(
     folders of them, tables with a text column. Unusable inputs get a row with `error`.
 
     Started again after an interruption with the same `out`, it resumes after the last row
-    written (`restart=True` discards that). Returns counts and timings.
+    written (`restart=True` discards that). `min_confidence` P > 0 adds an `uncertain` column:
+    true where the top probability is below P (the run page says which P reaches 95% accuracy
+    on validation). Returns counts and timings.
     """
     from .loop.data import default_workers
     from .loop.devices import choose
@@ -107,8 +110,11 @@ def predict_files(
     if text_column and mod.name != "text":
         raise TransferkitError(f"--text-column applies to text models; {pred.source} is an {mod.name} model")
     options = {"data_root": data_root, "text_column": text_column}
+    if not 0.0 <= float(min_confidence) < 1.0:
+        raise TransferkitError(f"--min-confidence {min_confidence}: give a probability between 0 and 1 (e.g. 0.9)")
     k = max(1, min(int(top_k), len(pred.classes)))
-    cols = header(k)
+    flag = min_confidence > 0
+    cols = header(k, flag)
     fmt = _format(out)
     total = sum(1 for _ in mod.iter_inputs(inputs, options))
     if total == 0:
@@ -118,7 +124,7 @@ def predict_files(
     done = 0
     if out is not None:
         journal = Path(str(out) + ".partial")
-        settings = {"model": str(Path(pred.source).resolve()), "top_k": k, "inputs": [_describe(i) for i in inputs], "format": fmt}
+        settings = {"model": str(Path(pred.source).resolve()), "top_k": k, "inputs": [_describe(i) for i in inputs], "format": fmt, **({"min_confidence": min_confidence} if flag else {})}
         done = _open_journal(journal, settings, cols, mod, inputs, options, restart)
         sink = open(journal, "a", newline="", encoding="utf-8")
     else:
@@ -136,11 +142,11 @@ def predict_files(
             by_pos = dict(zip(ok, probs))
             for j, rid in enumerate(ids):
                 if j in errs:
-                    writer.writerow([rid, *[""] * (2 * k), errs[j]])
+                    writer.writerow([rid, *[""] * (2 * k), *([""] if flag else []), errs[j]])
                     errors += 1
                 else:
                     labels, ps = top_labels(by_pos[j], pred.classes, k)
-                    writer.writerow([rid, *[v for lab, p in zip(labels, ps) for v in (lab, f"{p:.6f}")], ""])
+                    writer.writerow([rid, *[v for lab, p in zip(labels, ps) for v in (lab, f"{p:.6f}")], *([str(ps[0] < min_confidence).lower()] if flag else []), ""])
             rows += len(ids)
             sink.flush()
             if journal is not None and b % FSYNC_EVERY == FSYNC_EVERY - 1:
@@ -154,7 +160,7 @@ def predict_files(
             sink.close()
     result = {"rows": done + rows, "new_rows": rows, "resumed_after": done, "errors_in_new_rows": errors, "seconds": time.perf_counter() - t0, "model": pred.source, "kind": pred.kind, "workers": n_workers}
     if journal is not None:
-        _finish(journal, Path(out), fmt, k)
+        _finish(journal, Path(out), fmt, k, flag)
         result["out"] = str(out)
     return result
 
@@ -229,7 +235,7 @@ def _repair(journal: Path, cols: list[str]) -> tuple[int, str | None]:
     return n, last
 
 
-def _finish(journal: Path, out: Path, fmt: str, k: int) -> None:
+def _finish(journal: Path, out: Path, fmt: str, k: int, uncertain: bool = False) -> None:
     meta = Path(str(journal) + ".json")
     if fmt == "csv":
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -239,7 +245,8 @@ def _finish(journal: Path, out: Path, fmt: str, k: int) -> None:
         import pyarrow.csv as pacsv
         import pyarrow.parquet as pq
 
-        types = {"path": pa.string(), "error": pa.string(), **{f"label{j}": pa.string() for j in range(1, k + 1)}, **{f"prob{j}": pa.float64() for j in range(1, k + 1)}}
+        types = {"path": pa.string(), "error": pa.string(), **{f"label{j}": pa.string() for j in range(1, k + 1)}, **{f"prob{j}": pa.float64() for j in range(1, k + 1)},
+                 **({"uncertain": pa.bool_()} if uncertain else {})}
         reader = pacsv.open_csv(str(journal), convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False))
         with tkio.atomic_path(out) as tmp:
             with pq.ParquetWriter(str(tmp), reader.schema) as w:

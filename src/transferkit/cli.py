@@ -71,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--workers", type=int, metavar="N", help="decoding processes beside the model (default: from the cores)")
     pr.add_argument("--device", default="cpu", help="where the model runs: cpu (default), auto, cuda, cuda:N, mps")
     pr.add_argument("--restart", action="store_true", help="discard an interrupted run's rows instead of resuming")
+    pr.add_argument("--min-confidence", type=float, default=0.0, metavar="P", help="add an `uncertain` column: true where the top probability is below P (the run page says which P gives 95%% accuracy on validation)")
 
     ex = sub.add_parser("export", help="export a run's classifier to ONNX or TorchScript, with a model card", description="Export the whole classifier (backbone + head + temperature + softmax) with its labels and preprocessing as metadata (a text model: its tokenizer files in a folder beside it). The file is written only if it matches the trained model on the run's test items (max probability difference <= 1e-4, identical labels). A model-card.md is written beside it.")
     ex.add_argument("run", metavar="RUN_DIR", help="a run folder written by `transferkit train`")
@@ -94,6 +95,25 @@ def _parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="re-render the HTML report of a run or comparison folder, or index a folder of runs", description="Write report.html (and report.md, plots/*.png) from a finished run folder or a comparison folder, without retraining; for a folder that holds runs and comparisons, write its index.html (every run with its data, strategy, backbone, scores and a link).")
     rp.add_argument("folder", metavar="RUN_DIR|COMPARE_DIR|FOLDER", help="a folder written by `transferkit train` or `transferkit compare`, or a folder holding such folders")
+
+    au = sub.add_parser("audit", help="find suspected label errors and near-duplicates in labelled data, without training a model", description="Audit DATA: out-of-fold probes on the backbone features of the training and validation items rank the labels most likely wrong (confident learning, cleanlab); near-duplicate pairs are found across splits, under different labels and within a class. Writes OUT/label_issues.csv, audit.json, checks.json and report.html.")
+    au.add_argument("data", metavar="DATA", help="as for `train`")
+    au.add_argument("--backbone", help="feature backbone (default: efficientnet_lite0 for images, minilm-l6 for texts)")
+    au.add_argument("--weights", metavar="PATH", help="backbone weights from a local file")
+    au.add_argument("--no-pretrained", dest="pretrained", action="store_false", help="random backbone weights (for tests)")
+    au.add_argument("--image-size", type=int, metavar="PX", help="images: input side (default: the backbone's)")
+    au.add_argument("--max-length", type=int, metavar="TOKENS", help="texts: tokens kept per text")
+    au.add_argument("--near-dup-threshold", type=float, default=0.95, metavar="SIM", help="cosine similarity from which two items are near-duplicates (default: 0.95)")
+    au.add_argument("--seed", type=int, default=0, help="split seed (default: 0: the split `train` makes)")
+    au.add_argument("--val-size", type=float, default=0.15)
+    au.add_argument("--test-size", type=float, default=0.15)
+    au.add_argument("--cache-dir", metavar="DIR", help="feature cache location")
+    au.add_argument("--batch-size", type=int, default=32)
+    au.add_argument("--device", default="auto")
+    au.add_argument("--data-root", metavar="DIR")
+    au.add_argument("--text-column", metavar="NAME")
+    au.add_argument("--label-column", metavar="NAME")
+    au.add_argument("--out", metavar="DIR", help="audit folder to write (default: runs/<data>-audit)")
 
     b = sub.add_parser("backbones", help="list the pretrained backbones", description="List backbones with feature size, input size, parameters and where their weights come from.")
     b.add_argument("pattern", nargs="?", default="*", help="filter, e.g. 'resnet*' (any timm model name works)")
@@ -132,6 +152,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     h.add_argument("--hidden", "--head-hidden", dest="hidden", type=int, metavar="N", help="units of the head's hidden layer (default: 1024)")
     h.add_argument("--dropout", type=float, help="dropout before the output layer (default: 0.1; probe mlp head 0.2; scratch 0.3; mlp 0.2)")
     h.add_argument("--batch-norm", action="store_true", help="batch-norm after the head's hidden layer")
+    h.add_argument("--no-audit", dest="audit", action="store_false", help="runs with cached features: skip the label audit (suspected label errors by confident learning) and the near-duplicate search")
+    h.add_argument("--near-dup-threshold", type=float, metavar="SIM", help="cosine similarity of backbone features from which two items are near-duplicates (default: 0.95)")
     h.add_argument("--calibrate", choices=["temperature", "none"], help="temperature (default): fit one temperature on the validation split so the probabilities mean what they say, applied in the saved and exported model; none")
     o = p.add_argument_group("training (head, partial, finetune, scratch, mlp)")
     o.add_argument("--epochs", type=int, help="epochs in all (images: 10 for pretrained bodies, 30 for scratch/mlp; texts: head 30 on cached features, partial/finetune 3; probe --head mlp: 60; early stopping may end sooner)")
@@ -174,9 +196,15 @@ def _cmd_predict(a) -> None:
     if not inputs:
         raise TransferkitError("nothing to predict: give image files, folders or CSVs of paths (image models), or texts with --text and .txt / CSV / JSONL files (text models)")
     res = tk.predict_files(a.run, inputs, a.out, top_k=a.top_k, batch_size=a.batch_size, workers=a.workers, progress=a.out is not None, restart=a.restart,
-                           data_root=a.data_root, text_column=a.text_column, device=a.device)
+                           data_root=a.data_root, text_column=a.text_column, device=a.device, min_confidence=a.min_confidence)
     if a.out:
         print(f"wrote {res['rows']} rows to {a.out} ({res['new_rows']} predicted in {res['seconds']:.1f} s" + (f", resumed after {res['resumed_after']}" if res["resumed_after"] else "") + ")", file=sys.stderr)
+
+
+def _cmd_audit(a) -> None:
+    import transferkit as tk
+
+    tk.audit_data(a.data, a.out, **_options(a, "out"))
 
 
 def _cmd_export(a) -> None:
@@ -232,6 +260,7 @@ RESUME_HINT = {
     "predict": "with --out, the rows done so far are kept (OUT.partial) and the same command resumes; without it, run it again",
     "export": "no model file was written; run the same command again",
     "report": "the run folder is intact; run the same command again",
+    "audit": "features computed so far are cached and no audit folder was half-written; run the same command again",
 }
 
 
@@ -264,7 +293,7 @@ def _run(a) -> int:
     from transferkit.errors import TransferkitError
 
     try:
-        {"train": _cmd_train, "compare": _cmd_compare, "predict": _cmd_predict, "report": _cmd_report, "export": _cmd_export, "serve": _cmd_serve, "backbones": _cmd_backbones, "datasets": _cmd_datasets}[a.command](a)
+        {"train": _cmd_train, "compare": _cmd_compare, "audit": _cmd_audit, "predict": _cmd_predict, "report": _cmd_report, "export": _cmd_export, "serve": _cmd_serve, "backbones": _cmd_backbones, "datasets": _cmd_datasets}[a.command](a)
     except TransferkitError as exc:
         if a.debug:
             raise

@@ -31,7 +31,7 @@ from .log import log
 LEADERBOARD_FIELDS = [
     "name", "strategy", "backbone", "test_accuracy", "macro_f1", "weighted_f1", "val_accuracy", "train_accuracy",
     "params_total", "params_trainable", "train_s", "features_s", "predict_ms", "peak_mem_mb", "train_peak_mb", "predict_peak_mb",
-    "image_size", "epochs_run", "run_dir", "error",
+    "image_size", "epochs_run", "ece", "run_dir", "error",
 ]  # fmt: skip
 
 
@@ -242,6 +242,7 @@ def leaderboard_row(m: dict, cfg: TrainConfig, feature_s_per_item: float | None 
         "predict_peak_mb": mem.get("predict_peak_mb"),
         "image_size": _image_size(cfg),
         "epochs_run": mod.get("epochs_run"),
+        "ece": (((m.get("calibration") or {}).get("test") or {}).get("after") or {}).get("ece"),
     }
 
 

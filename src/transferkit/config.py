@@ -60,6 +60,8 @@ class TrainConfig:
     head_epochs: int | None = None  # partial/finetune: epochs training only the head first; None: images 2 (through the frozen body), texts 30 (on cached features)
     train_bn: bool = False  # images: update batch-norm statistics of trainable pretrained layers (False keeps ImageNet's)
     workers: int | None = None  # DataLoader processes for decoding/augmenting; None: from the cores and the device (loop/data.py)
+    audit: bool = True  # runs with cached features: suspected label errors (confident learning) and near-duplicates, in the run folder and its page
+    near_dup_threshold: float = 0.95  # cosine similarity of backbone features above which two items count as near-duplicates
     calibrate: str = "temperature"  # temperature: fit a temperature on validation and apply it in the saved model | none
     tta: str = "none"  # images: test-time augmentation for evaluation, predict, serve and export: none | flip | flip+crops
     extra: dict = field(default_factory=dict)  # resolved facts recorded by the run (engine, sizes)
@@ -106,6 +108,7 @@ class TrainConfig:
             ("patience", self.patience, self.patience is None or self.patience >= 0, "0 (no early stopping) or more"),
             ("head-epochs", self.head_epochs, self.head_epochs is None or self.head_epochs >= 0, "0 or more"),
             ("workers", self.workers, self.workers is None or self.workers >= 0, "0 (load in the main process) or more"),
+            ("near-dup-threshold", self.near_dup_threshold, 0.5 <= self.near_dup_threshold <= 1.0, "a cosine similarity between 0.5 and 1 (e.g. 0.95)"),
             ("grad-accum", self.grad_accum, isinstance(self.grad_accum, int) and self.grad_accum >= 1, "a whole number, 1 or more"),
         ]
         for flag, v, ok, want in checks:

@@ -67,6 +67,8 @@ RULES: dict[str, Rule] = {
     "train_bn": Rule(lambda s, m, c: m == "image" and s.name in ("partial", "finetune"), "image partial and finetune (pretrained layers that train)"),
     "workers": Rule(lambda s, m, c: s.name != "tfidf", "strategies that run a network (tfidf reads texts in scikit-learn)"),
     "tta": Rule(lambda s, m, c: m == "image", "images"),
+    "audit": Rule(_features, "runs with cached features: probe, and head/partial/finetune without augmentation (or `transferkit audit DATA`)"),
+    "near_dup_threshold": Rule(_features, "runs with cached features: probe, and head/partial/finetune without augmentation (or `transferkit audit DATA`)"),
     "calibrate": ALWAYS,
     "class_weight": ALWAYS,
     "seed": ALWAYS,

@@ -167,6 +167,10 @@ def run_prepared(cfg: TrainConfig, ds, splits, checks, resume_state: dict | None
             trained = function(cfg.strategy)(ctx)  # None on the ranks that leave the fit to rank 0
             if trained is not None:
                 _calibrate(ctx, trained)
+                if dist.is_main:
+                    from .trust import assess
+
+                    trained.info["trust"] = assess(ctx, trained)
     except KeyboardInterrupt:
         if ctx.checkpoint_dir and any(Path(ctx.checkpoint_dir).glob("*.pt")):
             log(f"interrupted; the training state of the last finished epoch is in {ctx.checkpoint_dir}. Continue with: transferkit train --resume {out_path}")
@@ -287,7 +291,7 @@ def _write_run(out: RunFolder, ctx, trained, checks) -> None:
     tkio.write_json(out / "config.json", cfg.to_dict())
     tkio.write_json(out / "labels.json", {"classes": ds.classes})
     tkio.write_json(out / "splits.json", {"seed": cfg.seed, "val_size": cfg.val_size, "test_size": cfg.test_size, **{k: [ds.display_path(i) for i in getattr(sp, k)] for k in ("train", "val", "test")}})
-    tkio.write_json(out / "checks.json", {"classes": ds.class_counts(), **checks.as_dict()})
+    tkio.write_json(out / "checks.json", {"classes": ds.class_counts(), **checks.as_dict(), "near_duplicates": trained.info.get("trust", {}).get("near_duplicates")})
     save_model(out.path, trained.model, trained.info, ctx.backbone)
     if hasattr(trained.model, "parameters"):
         params_total = sum(p.numel() for p in trained.model.parameters())
@@ -298,6 +302,14 @@ def _write_run(out: RunFolder, ctx, trained, checks) -> None:
         params_total = params_trainable = trained.model.num_params()
     history = trained.info.pop("history", None)
     uncalibrated = trained.info.pop("uncalibrated_proba", None)
+    trust = trained.info.pop("trust", {})
+    audit = trust.get("audit") or {}
+    if audit.get("available"):
+        from .audit import write_label_issues_csv
+
+        ids = {r["index"]: r["path"] for r in audit["issues"]}
+        write_label_issues_csv(out / "label_issues.csv", audit["issues"], ids)
+        audit = {**audit, "issues": audit["issues"][:100], "file": "label_issues.csv"}
     if history:
         from .loop import HISTORY_COLUMNS
 
@@ -312,6 +324,8 @@ def _write_run(out: RunFolder, ctx, trained, checks) -> None:
         **{name: {"after": calibration_report(trained.proba[name], y[name]), **({"before": calibration_report(uncalibrated[name], y[name])} if uncalibrated else {})}
            for name in ("val", "test") if len(y[name])},
     }
+    metrics["selective"] = trust.get("selective")
+    metrics["audit"] = audit or None
     metrics.update(
         timing={k: v for k, v in ctx.timing.items()},
         model={"params_total": params_total, "params_trainable": params_trainable, **{k: v for k, v in trained.info.items()}},

@@ -56,7 +56,7 @@ class TextBackbone:
     model_max_length: int = 512  # the most tokens the model's positions allow
     extra: dict = field(default_factory=dict)
     kind = "text"
-    engines = ("auto", "torch")  # feature extraction runs in PyTorch (auto: torch)
+    engines = ("torch",)  # feature extraction runs in PyTorch (auto means torch)
 
     @property
     def num_features(self) -> int:

@@ -202,7 +202,10 @@ def select_engine(backbone, requested: str, n_items: int, engine_dir: Path, batc
     device = placement.device
     if requested not in ENGINES:
         raise TransferkitError(f"unknown engine '{requested}' (choices: {', '.join(ENGINES)})")
-    if requested not in getattr(backbone, "engines", ENGINES):
+    own = getattr(backbone, "engines", ENGINES)
+    if requested == "auto" and len(own) == 1:
+        requested = own[0]
+    if requested not in own:
         raise TransferkitError(f"--engine {requested}: backbone '{backbone.name}' runs with {', '.join(backbone.engines)} only")
     engine_dir = Path(engine_dir)
     onnx_path = engine_dir / ONNX_FILE
@@ -210,8 +213,6 @@ def select_engine(backbone, requested: str, n_items: int, engine_dir: Path, batc
         return TorchEngine(backbone, placement), {"engine": "torch", "reason": "requested"}
     if requested == "onnx":
         return OnnxEngine(backbone, onnx_path, device=device), {"engine": "onnx", "reason": "requested"}
-    if "onnx" not in getattr(backbone, "engines", ENGINES):
-        return TorchEngine(backbone, placement), {"engine": "torch", "reason": f"auto: {getattr(backbone, 'kind', 'this')} backbones run in PyTorch"}
     if not onnxruntime_available():
         return TorchEngine(backbone, placement), {"engine": "torch", "reason": "auto: onnxruntime not installed"}
     if placement.precision != "fp32":

@@ -89,10 +89,11 @@ def fit(ctx, plan: Plan, features: np.ndarray | None = None):
         bs, collate, workers, channels_last = FEATURE_BATCH, None, 0, False
         random_tf = False
     else:
-        sets = {s: mod.training_items(ds, getattr(sp, s), ctx, augment=cfg.augment if s == "train" else "none") for s in SPLITS}
+        augment = cfg.augment if len(mod.augments) > 1 else "none"  # texts have no augmentation
+        sets = {s: mod.training_items(ds, getattr(sp, s), ctx, augment=augment if s == "train" else "none") for s in SPLITS}
         bs, collate = cfg.batch_size, mod.collate(ctx)
         channels_last = mod.channels_last if plan.channels_last is None else plan.channels_last
-        random_tf = cfg.augment not in (None, "none")
+        random_tf = augment not in (None, "none")
         workers = default_workers(len(sp.train), place.device, cfg.workers, random_transforms=random_tf)
         if channels_last:
             net.to(memory_format=torch.channels_last)

@@ -18,6 +18,7 @@ Reads
                       extraction, or cache hits priced at the rate measured when an earlier run of
                       the comparison extracted them; `features_s` holds that part)
     predict_ms        milliseconds per item, end to end
+    ece               expected calibration error of the test split (15 bins), calibrated
     peak_mem_mb       MB, the run's peak memory (the leaderboard's "peak MB" column)
     run_dir           the run folder, relative to DIR (or absolute); null for a run that failed
     error             null or "" for a finished run; the message for a failed one (shown, not ranked)
@@ -72,7 +73,7 @@ def build_compare_page(rows: list[dict], runs: dict[str, RunFacts]) -> tuple[dic
             "has_page": bool(r.get("run_path") and (r["run_path"] / "report.html").is_file()),
             "cells": {
                 "test_accuracy": fmt(r.get("test_accuracy"), 4), "macro_f1": fmt(r.get("macro_f1"), 4), "weighted_f1": fmt(r.get("weighted_f1"), 4),
-                "val_accuracy": fmt(r.get("val_accuracy"), 4), "train_accuracy": fmt(r.get("train_accuracy"), 4),
+                "val_accuracy": fmt(r.get("val_accuracy"), 4), "train_accuracy": fmt(r.get("train_accuracy"), 4), "ece": fmt(r.get("ece"), 3),
                 "params_total": fmt(_int(r.get("params_total"))), "params_trainable": fmt(_int(r.get("params_trainable"))),
                 "train_s": fmt_seconds(r.get("train_s")), "predict_ms": fmt(r.get("predict_ms"), 2), "peak_mem_mb": fmt(r.get("peak_mem_mb"), 0),
             },

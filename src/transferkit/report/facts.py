@@ -113,7 +113,7 @@ def _num(v) -> float | None:
 # ---------------------------------------------------------------------------- leaderboards
 LEADERBOARD_FIELDS = (
     "strategy", "backbone", "test_accuracy", "macro_f1", "weighted_f1", "val_accuracy", "train_accuracy",
-    "params_total", "params_trainable", "train_s", "predict_ms", "peak_mem_mb", "run_dir", "error",
+    "params_total", "params_trainable", "train_s", "predict_ms", "peak_mem_mb", "ece", "run_dir", "error",
 )  # fmt: skip
 
 
@@ -134,7 +134,7 @@ def load_leaderboard(compare_dir: str | Path) -> list[dict]:
             continue
         row = {k: r.get(k) for k in LEADERBOARD_FIELDS}
         row.update({k: v for k, v in r.items() if k not in row})
-        for k in ("test_accuracy", "macro_f1", "weighted_f1", "val_accuracy", "train_accuracy", "train_s", "predict_ms", "peak_mem_mb", "params_total", "params_trainable"):
+        for k in ("test_accuracy", "macro_f1", "weighted_f1", "val_accuracy", "train_accuracy", "train_s", "predict_ms", "peak_mem_mb", "params_total", "params_trainable", "ece"):
             row[k] = _num(row[k])
         rd = row.get("run_dir")
         row["run_path"] = (d / rd) if rd else None

@@ -74,7 +74,7 @@ def write_run_report(run_dir: str | os.PathLike, dataset=None, back_href: str | 
     return path
 
 
-RUN_TOC = [("dataset", "Dataset"), ("results", "Results"), ("confusion", "Confusion"), ("training", "Training"), ("errors", "Mistakes"), ("features", "PCA / t-SNE"), ("performance", "Performance")]
+RUN_TOC = [("dataset", "Dataset"), ("results", "Results"), ("confusion", "Confusion"), ("trust", "Trust"), ("training", "Training"), ("errors", "Mistakes"), ("features", "PCA / t-SNE"), ("performance", "Performance")]
 COMPARE_TOC = [("leaderboard", "Leaderboard"), ("charts", "Charts"), ("inferences", "Inferences")]
 
 
@@ -109,6 +109,32 @@ def write_compare_report(compare_dir: str | os.PathLike, runs: str = "all") -> P
     return path
 
 
+def write_audit_report(audit_dir: str | os.PathLike, dataset=None) -> Path:
+    """AUDIT_DIR/report.html for a folder written by `transferkit audit`: the label suspects and
+    the near-duplicates, with the items drawn (thumbnails or snippets)."""
+    from .facts import RunFacts
+    from .items import reload_dataset
+    from .trust_page import build_trust
+
+    t0 = time.perf_counter()
+    d = Path(audit_dir)
+    info = tkio.read_json(d / "audit.json")
+    checks = tkio.read_json(d / "checks.json")
+    facts = RunFacts(d, {"data": info["data"], "extra": {}}, {"audit": info["audit"], "data": {"classes": info["classes"]}}, checks, info["classes"])
+    view = reload_dataset(facts, dataset)
+    figs: dict = {}
+    trust = build_trust(facts, view, figs)
+    images = _save_figures(d, figs)
+    sizes = info.get("split_sizes", {})
+    overview = [("data", f"{info['data']} — {info['items']:,} items, {len(info['classes'])} classes"), ("backbone", info["backbone"]),
+                ("split", " / ".join(f"{k} {v:,}" for k, v in sizes.items()))]
+    html = _env().get_template("audit.html.j2").render(trust=trust, images=images, overview=overview, notes=[], backbone=info["backbone"], toc=[("trust", "Audit")],
+                                                       version=_version(), title=f"transferkit audit: {Path(str(info['data'])).name}", rendered_s=time.perf_counter() - t0, folder_arg=str(d))
+    path = d / "report.html"
+    tkio.write_text(path, html)
+    return path
+
+
 def render_report(folder: str | os.PathLike) -> Path:
     """Re-render the report of a finished run or a comparison folder (no retraining)."""
     d = Path(folder)
@@ -116,6 +142,8 @@ def render_report(folder: str | os.PathLike) -> Path:
         return write_compare_report(d, runs="all")
     if is_run_dir(d):
         return write_run_report(d)
+    if (d / "audit.json").is_file():
+        return write_audit_report(d)
     if not d.is_dir():
         raise TransferkitError(f"{d}: no such folder; pass a run folder (from `transferkit train`) or a comparison folder (from `transferkit compare`)")
     from .index_page import write_index

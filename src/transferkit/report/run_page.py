@@ -61,6 +61,9 @@ def build_run_page(facts: RunFacts, view: DataView, with_embeddings: bool = True
     t0 = time.perf_counter()
     ctx["features"] = _embeddings(facts, view, figs) if with_embeddings else {"available": False, "reason": "not drawn (embeddings turned off for this render)"}
     timings["features"] = time.perf_counter() - t0
+    from .trust_page import build_trust
+
+    ctx["trust"] = build_trust(facts, view, figs)
     ctx["performance"] = performance_rows(facts)
     ctx["timings"] = timings
     return ctx, figs

@@ -45,12 +45,13 @@ def cached_features(ctx: Context) -> np.ndarray:
     stats: dict = {}
     if ctx.dist.is_main:
         log(f"extracting {ctx.backbone.name} features of {len(ctx.dataset)} items (cached items are not recomputed)")
+    engine = cfg.engine if len(ctx.backbone.engines) > 1 else ctx.backbone.engines[0]  # one engine (texts): no choice to read
     X = extract_features(ctx.backbone, ctx.dataset, modality=ctx.modality, cache_dir=cfg.cache_dir, batch_size=cfg.batch_size, stats=stats,
-                         engine=cfg.engine, num_workers=cfg.workers, placement=ctx.placement, dist=ctx.dist)
+                         engine=engine, num_workers=cfg.workers, placement=ctx.placement, dist=ctx.dist)
     ctx.features = X
     choice = stats.get("engine_choice")
     cfg.extra["engine"] = choice["engine"] if choice else f"none: all {stats['cached']} items cached"
-    cfg.extra["engine_choice"] = choice or {"requested": cfg.engine, "reason": "backbone not run: every item's features were cached"}
+    cfg.extra["engine_choice"] = choice or {"requested": engine, "reason": "backbone not run: every item's features were cached"}
     ctx.timing.update(extract_s=stats["extract_s"], backbone_runs=stats["computed"], cached_items=stats["cached"])
     cfg.extra["feature_cache"] = stats["cache_dir"]  # where the report finds the features (PCA/t-SNE)
     return X

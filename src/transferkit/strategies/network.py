@@ -36,7 +36,9 @@ def _model(ctx: Context):
 
 def _info(ctx: Context, info: dict, **extra) -> dict:
     cfg = ctx.config
-    info.update(extra, head="dense", hidden=cfg.hidden, dropout=cfg.dropout, strategy=cfg.strategy, augment=cfg.augment, lr=cfg.lr, epochs=cfg.epochs)
+    info.update(extra, head="dense", hidden=cfg.hidden, dropout=cfg.dropout, strategy=cfg.strategy, lr=cfg.lr, epochs=cfg.epochs)
+    if len(ctx.modality.augments) > 1:
+        info["augment"] = cfg.augment
     if "input_size" in ctx.data_config:
         info["image_size"] = int(ctx.data_config["input_size"][-1])
     return info
