@@ -64,12 +64,15 @@ def list_strategies(modality: str | None = None) -> dict[str, dict]:
             for n, s in STRATEGIES.items() if modality is None or modality in s.modalities}
 
 
-def predict(run_dir, inputs, top_k: int = 5) -> list[dict]:
-    """Top-k labels for inputs of the run's kind: image files, folders or tables of paths;
-    or texts (each `str` is a text), .txt files and tables of texts for a text run."""
-    from .run import Run
+def predict(model, inputs, top_k: int = 5) -> list[dict]:
+    """Top-k labels with a run folder or an exported .onnx / TorchScript file, for inputs of
+    its kind: image files, folders or tables of paths; or texts (each `str` is a text), .txt
+    files and tables of texts for a text model."""
+    from .predictor import load_predictor
 
-    return Run.load(run_dir).predict(inputs, top_k=top_k)
+    pred = load_predictor(model)
+    refs = pred.modality.iter_inputs(list(inputs), {"strings_are_texts": True, "text_column": pred.meta.get("config", {}).get("text_column")})
+    return list(pred.predict_refs(refs, top_k))
 
 
 def __getattr__(name: str):

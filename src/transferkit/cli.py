@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("data", metavar="DATA", help="as for `train`")
     c.add_argument("--strategies", default=None, help="comma-separated (default: every strategy for the data's kind: probe,head,partial,finetune,scratch,mlp for images; probe,head,partial,finetune,tfidf for texts)")
     c.add_argument("--backbones", default=None, help="comma-separated backbones for the transfer strategies (default: efficientnet_lite0 for images, minilm-l6 for texts)")
+    c.add_argument("--no-ensemble", dest="ensemble", action="store_false", default=True, help="skip the ensemble row (by default, with two runs or more, the greedy ensemble of their validation probabilities is added and saved as DIR/ensemble)")
     c.add_argument("--preset", default=None, help="a study instead of --strategies: a shipped preset (vgg-study: the VGG16/CINIC-10 study's four models) or a YAML file of runs")
     _add_train_options(c)
     c.add_argument("--out", metavar="DIR", default=None, help="comparison folder (default: runs/<data>-compare)")
@@ -152,6 +153,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     h.add_argument("--hidden", "--head-hidden", dest="hidden", type=int, metavar="N", help="units of the head's hidden layer (default: 1024)")
     h.add_argument("--dropout", type=float, help="dropout before the output layer (default: 0.1; probe mlp head 0.2; scratch 0.3; mlp 0.2)")
     h.add_argument("--batch-norm", action="store_true", help="batch-norm after the head's hidden layer")
+    h.add_argument("--tta", choices=["none", "flip", "flip+crops"], help="images: test-time augmentation: predict each image as the average of 2 views (flip) or 12 (flip+crops: 5 crops of 87.5%%, the whole image, and their mirrors); part of the saved and exported model (default: none)")
     h.add_argument("--no-audit", dest="audit", action="store_false", help="runs with cached features: skip the label audit (suspected label errors by confident learning) and the near-duplicate search")
     h.add_argument("--near-dup-threshold", type=float, metavar="SIM", help="cosine similarity of backbone features from which two items are near-duplicates (default: 0.95)")
     h.add_argument("--calibrate", choices=["temperature", "none"], help="temperature (default): fit one temperature on the validation split so the probabilities mean what they say, applied in the saved and exported model; none")
@@ -184,7 +186,7 @@ def _cmd_train(a) -> None:
 def _cmd_compare(a) -> None:
     import transferkit as tk
 
-    tk.compare(a.data, strategies=a.strategies, backbones=a.backbones, out=a.out, preset=a.preset, **_options(a, "strategies", "backbones", "out", "preset"))
+    tk.compare(a.data, strategies=a.strategies, backbones=a.backbones, out=a.out, preset=a.preset, ensemble=a.ensemble, **_options(a, "strategies", "backbones", "out", "preset", "ensemble"))
 
 
 def _cmd_predict(a) -> None:

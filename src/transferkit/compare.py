@@ -103,13 +103,14 @@ def _plan(strategies, backbones, preset) -> list[dict]:
     return plan
 
 
-def compare(data: str, strategies=None, backbones=None, out: str | None = None, preset: str | None = None, **options) -> list[dict]:
+def compare(data: str, strategies=None, backbones=None, out: str | None = None, preset: str | None = None, ensemble: bool = True, **options) -> list[dict]:
     """Run every strategy x backbone (or a preset's runs) on one split; returns the leaderboard
     rows and writes DIR/leaderboard.{json,csv} and one run folder per row.
 
     `options` are TrainConfig fields shared by every run (seed, val_size, epochs, cache_dir, ...).
     strategies None: every strategy the data's modality has (strategies/registry.py);
-    backbones None: the modality's default backbone.
+    backbones None: the modality's default backbone. `ensemble` (default True): with two runs or
+    more, add the greedy ensemble of their validation probabilities (run_ensemble.py) as a row.
     """
     from . import modality as modalities
     from . import options as option_rules
@@ -200,6 +201,17 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
         board = write_leaderboard(d, rows)
     if not dist.is_main:
         return []
+    if ensemble and sum(1 for r in rows if not r.get("error")) >= 2:
+        from . import run_ensemble
+
+        try:
+            row = run_ensemble.build(d, rows, ds, splits, checks)
+        except Exception as exc:  # noqa: BLE001 - the runs are safe; the ensemble row says why it failed
+            row = {"name": "ensemble", "strategy": "ensemble", "backbone": "", "run_dir": None, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"}
+            log(f"ensemble failed: {row['error']}")
+        if row is not None:
+            rows.append(row)
+            board = write_leaderboard(d, rows)
     try:
         page = write_compare_report(d, runs="all")
     except Exception as exc:  # noqa: BLE001 - the runs and leaderboard are safe on disk

@@ -112,7 +112,7 @@ def export(
     items = _parity_items(run, parity_inputs, max_parity_items)
     reference = TorchPredictor(run, placement)
     pre = run.preprocessor
-    side_dir = out.parent / f"{out.stem}.tokenizer" if pre.input_names != ("image",) else None
+    side_dir = out.parent / f"{out.stem}.tokenizer" if pre.side_files else None
     meta = build_metadata(run, format, opset if format == "onnx" else None, side_dir.name if side_dir else None)
     module = _Classifier(copy.deepcopy(run.model).to("cpu", memory_format=torch.contiguous_format)).eval()
     example = pre.example()
@@ -180,9 +180,10 @@ def build_metadata(run: Run, format: str, opset: int | None, tokenizer: str | No
         "modality": run.kind,
         "labels": run.classes,
         "preprocessing": {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in dc.items()},
-        "inputs": {n: ("float32 (batch, 3, H, W), RGB, resized, cropped and normalised" if n == "image" else "int64 (batch, tokens)") for n in pre.input_names},
+        "inputs": {n: ("float32 (batch, 3, H, W), RGB, resized, cropped and normalised" if n.startswith("image") else "int64 (batch, tokens)") for n in pre.input_names},
         "outputs": {OUTPUT_NAMES[0]: "class probabilities (softmax, calibrated), (batch, classes)", OUTPUT_NAMES[1]: "logits divided by the temperature, (batch, classes)"},
         "temperature": float(getattr(run.model, "temperature", torch.ones(())).item()),
+        "tta": getattr(run.model, "views", "none"),  # test-time augmentation inside the graph (tta.TTA), or none
         "run": {"dir": str(run.dir), "data": cfg.data, "strategy": cfg.strategy, "backbone": cfg.backbone, "head": cfg.head, "seed": cfg.seed},
         "test_metrics": {k: test.get(k) for k in ("n", "accuracy", "macro_f1")},
     }
@@ -318,7 +319,7 @@ def _export_int8(run: Run, fp32_path: Path, meta: dict, items: Items, batch_size
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     pre = run.preprocessor
-    static = pre.input_names == ("image",)
+    static = pre.quantization == "static"
     out = fp32_path.with_name(fp32_path.stem + ".int8.onnx")
     tkio.remove_dead_temps(out)
     calib = split_items(run, "train", None) if static else None

@@ -97,19 +97,38 @@ def load_model(folder: Path, cfg, n_classes: int, modality):
     model.eval()
     if modality.channels_last:
         model.to(memory_format=torch.channels_last)
+    if spec.get("tta", "none") != "none":  # test-time augmentation: part of the model, so predict, serve and export apply it
+        from .tta import TTA
+
+        model = TTA(model, spec["tta"]).eval()
+        model.spec = spec
     return model
 
 
 def _completed(spec: dict, cfg, n_classes: int) -> dict:
     """The spec with what the run folder knows for sure: its backbone and its classes."""
-    if not isinstance(spec, dict) or (spec.get("kind") in ("transfer", "text_transfer") and not isinstance(spec.get("head"), dict)):
+    if not isinstance(spec, dict) or (spec.get("kind") in ("transfer", "text_transfer", "feature_ensemble") and not isinstance(spec.get("head"), dict)):
         raise TypeError("not a mapping with a head")
     if spec.get("kind") == "transfer":
         from .backbones.image import resolve_arch
 
         spec = {**spec, "backbone": cfg.backbone, "arch": resolve_arch(cfg.backbone)}  # the run's config names the backbone; the file's shapes must fit it
-    if spec.get("kind") in ("transfer", "text_transfer"):
+    if spec.get("kind") == "feature_ensemble":
+        from .backbones.ensemble import parse_members
+        from .backbones.image import resolve_arch
+
+        names = [n for n, _ in parse_members(cfg.backbone)]
+        if len(names) != len(spec.get("members", [])):
+            raise ValueError(f"the run's backbone {cfg.backbone} has {len(names)} members, its weights file {len(spec.get('members', []))}")
+        spec = {**spec, "members": [{"backbone": n, "arch": resolve_arch(n)} for n in names]}
+    if spec.get("kind") in ("transfer", "text_transfer", "feature_ensemble"):
         return {**spec, "head": {**spec["head"], "dim": None, "n_classes": n_classes}}
+    if spec.get("kind") == "run_ensemble":
+        for m in spec["members"]:
+            n = m.get("n_classes", (m.get("head") or {}).get("n_classes"))
+            if n is not None and n != n_classes:
+                raise ValueError(f"a member with {n} outputs for {n_classes} labels")
+        return spec
     if "n_classes" in spec and spec["n_classes"] != n_classes:
         raise ValueError(f"{spec['n_classes']} outputs for {n_classes} labels")
     return spec

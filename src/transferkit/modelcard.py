@@ -44,6 +44,9 @@ def model_card(run, result, items) -> str:
         f"Probabilities are calibrated by temperature scaling (T = {meta.get('temperature', 1.0):.3f}, fitted on the validation split) inside the file."
         if abs(float(meta.get("temperature", 1.0)) - 1.0) > 1e-9 else "Probabilities are the model's softmax, not recalibrated (the run used --calibrate none, or had no validation split).",
         "",
+        (f"Test-time augmentation ({meta['tta']}) is part of the exported graph: each input's probabilities are the average over its views."
+         if meta.get("tta", "none") != "none" else "No test-time augmentation: each input is predicted once."),
+        "",
         "## Data",
         "",
         f"- Source: `{cfg.data}` ({data.get('items', '?')} {unit}s). Classes and {unit}s per class: "

@@ -58,6 +58,43 @@ class TransferModel(Calibrated):
         return self._calibrated(self.head(self.features(x)))
 
 
+class FeatureEnsemble(Calibrated):
+    """logits = head(concatenated pooled features of several timm backbones), each fed its own
+    preprocessing of the image: forward(image_0, image_1, ...)."""
+
+    def __init__(self, bodies: list, head: nn.Module, spec: dict | None = None):
+        super().__init__()
+        self.bodies = nn.ModuleList(bodies)
+        self.head = head
+        self.spec = spec or {}
+        self._init_temperature()
+
+    def features(self, *images: torch.Tensor) -> torch.Tensor:
+        return torch.cat([b.forward_head(b.forward_features(x), pre_logits=True) for b, x in zip(self.bodies, images)], dim=1)
+
+    def forward(self, *images: torch.Tensor, **named: torch.Tensor) -> torch.Tensor:
+        xs = list(images) + [named[k] for k in sorted(named, key=lambda k: int(k.rsplit("_", 1)[1]))]
+        return self._calibrated(self.head(self.features(*xs)))
+
+
+class RunEnsemble(nn.Module):
+    """Several trained models (each with its own preprocessing: forward(input_0, input_1, ...))
+    as one: log of the weighted mean of their calibrated probabilities, so softmax of the output
+    is the ensemble's probability (as for TTA)."""
+
+    def __init__(self, members: list, weights: list[float], spec: dict | None = None):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        w = torch.tensor(weights, dtype=torch.float32)
+        self.register_buffer("weights", w / w.sum())
+        self.spec = spec or {}
+
+    def forward(self, *inputs: torch.Tensor, **named: torch.Tensor) -> torch.Tensor:
+        xs = list(inputs) + [named[k] for k in sorted(named, key=lambda k: int(k.rsplit("_", 1)[1]))]
+        p = sum(w * (m(**x) if isinstance(x, dict) else m(x)).softmax(-1) for w, m, x in zip(self.weights, self.members, xs))
+        return torch.log(p.clamp_min(1e-30))
+
+
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Average of the token vectors that are not padding: (B, T, D), (B, T) -> (B, D)."""
     m = attention_mask.unsqueeze(-1).to(hidden.dtype)
@@ -146,6 +183,14 @@ def _image_transfer(spec: dict) -> nn.Module:
     return TransferModel(body, _head(spec["head"], dim), spec)
 
 
+def _feature_ensemble(spec: dict) -> nn.Module:
+    import timm
+
+    bodies = [timm.create_model(m["arch"], pretrained=False) for m in spec["members"]]
+    dim = spec["head"].get("dim") or sum(int(b.num_features) for b in bodies)
+    return FeatureEnsemble(bodies, _head(spec["head"], dim), spec)
+
+
 def _text_transfer(spec: dict) -> nn.Module:
     from . import _compat  # noqa: F401  (torchvision fix before transformers)
     from transformers import AutoConfig, AutoModel
@@ -156,9 +201,23 @@ def _text_transfer(spec: dict) -> nn.Module:
     return TextTransferModel(encoder, _head(spec["head"], int(config.hidden_size)), spec)
 
 
+def _run_ensemble(spec: dict) -> nn.Module:
+    members = []
+    for m in spec["members"]:
+        model = build_model(m)
+        if m.get("tta", "none") != "none":
+            from .tta import TTA
+
+            model = TTA(model, m["tta"])
+        members.append(model)
+    return RunEnsemble(members, spec["weights"], spec)
+
+
 BUILDERS = {
+    "run_ensemble": _run_ensemble,
     "transfer": _image_transfer,
     "text_transfer": _text_transfer,
+    "feature_ensemble": _feature_ensemble,
     "scratch_cnn": lambda s: ScratchCNN(s["n_classes"], s["image_size"], s.get("dropout", 0.3)),
     "pixel_mlp": lambda s: PixelMLP(s["n_classes"], s["image_size"], tuple(s["hidden"]), s.get("dropout", 0.2)),
 }

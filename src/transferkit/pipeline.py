@@ -23,6 +23,7 @@ from .report import write_markdown_report, write_run_report
 from .rundir import RunFolder, check_target
 from .run import Run
 
+PROBA_FILE = "proba.npz"  # validation and test probabilities, with the items' dataset indices
 # options that may differ from the interrupted run when resuming it
 RESUME_MAY_CHANGE = ("epochs", "patience", "cache_dir", "workers", "device")
 
@@ -67,6 +68,10 @@ def prepare_config(data, options: dict, ds) -> TrainConfig:
     strategy = check_supports(cfg.strategy, mod.name)
     cfg.resolve(mod, strategy)
     option_rules.check(set(options) - {"strategy"}, strategy, mod.name, cfg)
+    from .backbones.ensemble import is_ensemble
+
+    if is_ensemble(cfg.backbone) and (strategy.name != "probe" or mod.name != "image"):
+        raise TransferkitError(f"--backbone {cfg.backbone}: several backbones or a member's @size make a feature ensemble, for --strategy probe on images; give one backbone name here")
     return cfg.validate()
 
 
@@ -168,6 +173,9 @@ def run_prepared(cfg: TrainConfig, ds, splits, checks, resume_state: dict | None
             if trained is not None:
                 _calibrate(ctx, trained)
                 if dist.is_main:
+                    from .tta_eval import apply_tta
+
+                    apply_tta(ctx, trained)
                     from .trust import assess
 
                     trained.info["trust"] = assess(ctx, trained)
@@ -303,6 +311,7 @@ def _write_run(out: RunFolder, ctx, trained, checks) -> None:
     history = trained.info.pop("history", None)
     uncalibrated = trained.info.pop("uncalibrated_proba", None)
     trust = trained.info.pop("trust", {})
+    tta = trained.info.pop("tta", None)
     audit = trust.get("audit") or {}
     if audit.get("available"):
         from .audit import write_label_issues_csv
@@ -325,6 +334,8 @@ def _write_run(out: RunFolder, ctx, trained, checks) -> None:
            for name in ("val", "test") if len(y[name])},
     }
     metrics["selective"] = trust.get("selective")
+    if tta:
+        metrics["tta"] = {**{k: v for k, v in tta.items() if k != "test_without"}, "test_without": evaluate(y["test"], tta["test_without"], ds.classes)}
     metrics["audit"] = audit or None
     metrics.update(
         timing={k: v for k, v in ctx.timing.items()},
@@ -340,6 +351,9 @@ def _write_run(out: RunFolder, ctx, trained, checks) -> None:
         },
     )
     tkio.write_json(out / "metrics.json", metrics)
+    with tkio.atomic_path(out / PROBA_FILE) as tmp:  # what run ensembles are chosen from (validation) and scored on (test)
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **{f"{s}_{k}": v for s in ("val", "test") for k, v in (("proba", np.asarray(trained.proba[s], dtype=np.float32)), ("items", np.asarray(getattr(sp, s))))})
     proba = trained.proba["test"]
     # p_true: probability given to the true class (its -log is the item's loss)
     rows = [[ds.display_path(i), ds.classes[ds.labels[i]], ds.classes[int(p.argmax())], f"{float(p.max()):.4f}", f"{float(p[ds.labels[i]]):.4f}"] for i, p in zip(sp.test, proba)]

@@ -75,7 +75,7 @@ class TorchPredictor(Predictor):
     def predict_proba(self, batch) -> np.ndarray:
         from .model_io import predict_proba
 
-        if len(batch) == 0 or (isinstance(batch, dict) and not len(batch["input_ids"])):
+        if len(batch) == 0 or (isinstance(batch, dict) and not len(next(iter(batch.values())))):
             return np.zeros((0, len(self.classes)), np.float32)
         return predict_proba(self.run.model, batch, self.placement)
 

@@ -82,6 +82,13 @@ class TTA(torch.nn.Module):
         views += [v.flip(-1) for v in views]
         return torch.cat(views, 0)
 
+    @property
+    def temperature(self) -> torch.Tensor:
+        return self.model.temperature
+
+    def set_temperature(self, t: float) -> None:
+        self.model.set_temperature(t)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         v = tta_views(self.views)
         logp = torch.log_softmax(self.model(self.expand(x)), dim=-1)  # (V*N, C)

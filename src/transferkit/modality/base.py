@@ -41,6 +41,8 @@ class Preprocessor:
     `collate(items)` makes a batch (stacked tensor, or token ids and masks)."""
 
     input_names: tuple[str, ...] = ()
+    side_files = False  # an export needs files beside the model (a tokenizer)
+    quantization = "static"  # int8 export: "static" (calibrated activations) or "dynamic"
 
     def load(self, payload):
         raise NotImplementedError
@@ -61,6 +63,35 @@ class Preprocessor:
     def as_arrays(self, batch) -> dict:
         """The batch as numpy arrays by input name (what ONNX Runtime is fed)."""
         raise NotImplementedError
+
+    def dynamic_axes(self) -> dict:
+        return {n: {0: "batch"} for n in self.input_names}
+
+
+class MultiPreprocessor(Preprocessor):
+    """Several members' preprocessing of the same input (a feature ensemble): `item` gives one
+    prepared item per member, `collate` a dict of batches named by `input_names` (input_0, ...)."""
+
+    def __init__(self, members: list, prefix: str):
+        self.members = members
+        self.input_names = tuple(f"{prefix}_{i}" for i in range(len(members)))
+        self.side_files = any(m.side_files for m in members)
+        self.quantization = members[0].quantization
+
+    def load(self, payload):  # decoded once, at the size the largest member needs
+        return max(self.members, key=lambda m: getattr(m, "hint", 0)).load(payload)
+
+    def item(self, raw):
+        return tuple(m.item(raw) for m in self.members)
+
+    def collate(self, items: list):
+        return {n: m.collate([it[i] for it in items]) for i, (n, m) in enumerate(zip(self.input_names, self.members))}
+
+    def example(self) -> tuple:
+        return tuple(m.example()[0] for m in self.members)
+
+    def as_arrays(self, batch) -> dict:
+        return {n: next(iter(m.as_arrays(batch[n]).values())) for n, m in zip(self.input_names, self.members)}
 
     def dynamic_axes(self) -> dict:
         return {n: {0: "batch"} for n in self.input_names}

@@ -13,7 +13,7 @@ import torch
 from ..data.images import IMAGE_EXTENSIONS, ImageDecodeError, open_rgb
 from ..errors import TransferkitError
 from . import image_transforms as T
-from .base import InputError, Modality, Preprocessor, Ref, Refused
+from .base import InputError, Modality, MultiPreprocessor, Preprocessor, Ref, Refused
 
 # Formats a server accepts after sniffing the bytes, and the content types browsers and curl send.
 IMAGE_FORMATS = {"JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "PPM", "MPO"}
@@ -169,8 +169,11 @@ class ImageModality(Modality):
     def prepare(self, cfg, ds, splits, uses_backbone: bool):
         """(backbone or None, the run's data config): the backbone with the run's input size
         and crop, and for trained strategies a side chosen from the data's native size."""
+        from ..backbones.ensemble import is_ensemble
         from ..backbones.image import create_backbone
 
+        if uses_backbone and is_ensemble(cfg.backbone):
+            return self._prepare_ensemble(cfg)
         backbone = None
         if uses_backbone:
             backbone = create_backbone(cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights)
@@ -192,8 +195,25 @@ class ImageModality(Modality):
             backbone = backbone.with_input_size(int(dc["input_size"][-1])).with_crop(dc["crop_pct"])
         return backbone, dc
 
+    def _prepare_ensemble(self, cfg):
+        """The probe's feature ensemble: each member at its own side (`name@PX`, else
+        --image-size, else its own) and the run's crop."""
+        from ..backbones.ensemble import EnsembleBackbone, parse_members
+        from ..backbones.image import create_backbone
+
+        members = []
+        for name, px in parse_members(cfg.backbone):
+            bb = create_backbone(name, pretrained=cfg.pretrained, weights=cfg.weights)
+            members.append(bb.with_input_size(px or cfg.image_size).with_crop(cfg.crop_pct))
+        ens = EnsembleBackbone(cfg.backbone, members)
+        cfg.extra.update(weights_source=ens.weights_source, weights_id=ens.weights_id)
+        return ens, ens.data_config
+
     def check_data_config(self, dc, where: Path) -> dict:
-        """The preprocessing a run recorded, checked field by field (it drives timm's transform)."""
+        """The preprocessing a run recorded, checked field by field (it drives timm's transform);
+        a feature ensemble has one per member."""
+        if isinstance(dc, dict) and isinstance(dc.get("members"), list) and dc["members"]:
+            return {"members": [self.check_data_config(m, where) for m in dc["members"]]}
         try:
             size = tuple(int(v) for v in dc["input_size"])
             mean, std = tuple(float(v) for v in dc["mean"]), tuple(float(v) for v in dc["std"])
@@ -207,7 +227,9 @@ class ImageModality(Modality):
             raise TransferkitError(f"{where}: extra.data_config is missing or out of range (input_size, mean, std, interpolation, crop_pct, crop_mode); train again to rebuild the run folder")
         return out
 
-    def preprocessor(self, data_config: dict, files=None) -> ImagePreprocessor:
+    def preprocessor(self, data_config: dict, files=None) -> Preprocessor:
+        if "members" in data_config:
+            return MultiPreprocessor([ImagePreprocessor(m) for m in data_config["members"]], "image")
         return ImagePreprocessor(data_config)
 
     def describe_inputs(self, ctx) -> str:
@@ -248,7 +270,8 @@ class ImageModality(Modality):
 
     # ------------------------------------------------------------------ items for prediction, checks, reports
     def raw_item(self, ds, i: int, data_config: dict):
-        return ds.load(int(i), T.resize_hint(data_config))
+        dc = max(data_config["members"], key=lambda m: T.resize_hint(m)) if "members" in data_config else data_config
+        return ds.load(int(i), T.resize_hint(dc))
 
     preview_kind = "thumbnail"  # how reports draw an item
 
@@ -365,9 +388,14 @@ class ImageModality(Modality):
         return "decode + preprocess + model"
 
     def card_input_lines(self, dc: dict, meta: dict) -> list[str]:
-        """How to feed an exported image model, for its model card."""
+        """How to feed an exported image model, for its model card (a feature ensemble: one input per member)."""
         import math
 
+        if "members" in dc:
+            lines = [f"- {len(dc['members'])} inputs, `image_0` … `image_{len(dc['members']) - 1}`: the same photo preprocessed for each member backbone:"]
+            for i, m in enumerate(dc["members"]):
+                lines += [f"  - `image_{i}`: " + self.card_input_lines(m, meta)[1][2:]]
+            return lines
         size = int(dc["input_size"][-1])
         resize = int(math.floor(size / dc.get("crop_pct", 1.0)))
         return [

@@ -80,6 +80,8 @@ class TextPreprocessor(Preprocessor):
     """Texts -> token ids and attention masks (B, T) int64, with the run's tokenizer."""
 
     input_names = ("input_ids", "attention_mask")
+    side_files = True  # its tokenizer travels beside an exported model
+    quantization = "dynamic"  # transformer MatMuls: int8 weights, activations quantised per batch
 
     def __init__(self, tokenizer, max_length: int):
         self.tokenizer, self.max_length = tokenizer, int(max_length)
@@ -110,6 +112,7 @@ class RawTextPreprocessor(TextPreprocessor):
     """For models that read the texts themselves (tf-idf): a batch is the list of texts."""
 
     input_names = ()
+    side_files = False
 
     def __init__(self):
         self.tokenizer, self.max_length = None, 0
@@ -201,7 +204,9 @@ class TextModality(Modality):
         return backbone, backbone.data_config
 
     def check_data_config(self, dc, where: Path) -> dict:
-        """A text run's input settings: tokens kept per text (a tfidf run has none)."""
+        """A text run's input settings: tokens kept per text (a tfidf run has none); an ensemble's, per member."""
+        if isinstance(dc, dict) and isinstance(dc.get("members"), list) and dc["members"]:
+            return {"members": [self.check_data_config(m, where) for m in dc["members"]]}
         if not isinstance(dc, dict) or dc.get("kind") != "text":
             raise TransferkitError(f"{where}: extra.data_config of a text run must say kind 'text'; train again to rebuild the run folder")
         n = dc.get("max_length")
@@ -212,6 +217,11 @@ class TextModality(Modality):
     def preprocessor(self, data_config: dict, files: Path | None = None) -> TextPreprocessor:
         """Tokenizer from `files` (the run's encoder/ folder, or an export's tokenizer/ folder);
         a tf-idf run (no max_length) reads texts as they are."""
+        if "members" in data_config:  # a run ensemble: each member with its own tokenizer (encoder_0/, encoder_1/, ... beside encoder/)
+            from .base import MultiPreprocessor
+
+            base = Path(files).parent if files is not None else Path(".")
+            return MultiPreprocessor([self.preprocessor(m, base / f"encoder_{i}") for i, m in enumerate(data_config["members"])], "text")
         if data_config.get("max_length") is None:
             return RawTextPreprocessor()
         if files is None or not Path(files).is_dir():

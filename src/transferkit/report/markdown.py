@@ -20,7 +20,10 @@ def _input_line(cfg: dict, m: dict) -> str:
 
     dc = cfg["extra"].get("data_config", {})
     line = modalities.get(cfg["extra"].get("kind", "image")).input_summary(cfg["extra"], m["data"])
-    return f"Input: {line}" if line else f"Input {dc['input_size'][-1]} px"
+    if line:
+        return f"Input: {line}"
+    sides = [m["input_size"][-1] for m in dc.get("members", [dc])]
+    return "Input " + " + ".join(f"{s} px" for s in sides)
 
 
 def _misclassified_texts(d: Path, n: int = 10) -> list[str]:

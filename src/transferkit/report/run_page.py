@@ -189,11 +189,16 @@ def confused_pairs(cm, classes: list[str], k: int = CONFUSED_PAIRS) -> list[dict
 
 def _results(facts: RunFacts, figs: dict) -> dict:
     te = facts.split("test")
-    out = {"available": bool(te.get("n")), "splits": []}
+    out = {"available": bool(te.get("n")), "splits": [], "tta": None}
     for s in SPLITS:
         m = facts.split(s)
         if m.get("n"):
             out["splits"].append({"name": s, "n": m["n"], "accuracy": m.get("accuracy"), "macro_f1": m.get("macro_f1"), "weighted_f1": m.get("weighted_f1"), "log_loss": m.get("log_loss")})
+    tta = facts.metrics.get("tta")
+    if tta:
+        out["tta"] = {"views": tta["views"], "n_views": tta["n_views"], "with": te.get("accuracy"), "without": (tta.get("test_without") or {}).get("accuracy"),
+                      "f1_with": te.get("macro_f1"), "f1_without": (tta.get("test_without") or {}).get("macro_f1"),
+                      "ms": 1000 * tta["predict_s_per_item"], "ms_without": 1000 * tta["predict_s_per_item_without"]}
     if not out["available"]:
         return out
     out["rows"], out["totals"] = classification_rows(te, facts.classes)

@@ -41,6 +41,20 @@ def cached_features(ctx: Context) -> np.ndarray:
 
     if ctx.features is not None:
         return ctx.features
+    members = getattr(ctx.backbone, "members", None)
+    if members:  # a feature ensemble: each member through its own cache, side by side
+        ensemble, parts, timing, caches = ctx.backbone, [], {}, []
+        for m in members:
+            ctx.backbone, ctx.features = m, None
+            parts.append(cached_features(ctx))
+            caches.append(ctx.config.extra["feature_cache"])
+            for k in ("extract_s", "backbone_runs", "cached_items"):
+                timing[k] = timing.get(k, 0) + ctx.timing[k]
+        ctx.backbone = ensemble
+        ctx.timing.update(timing)
+        ctx.config.extra["feature_cache"], ctx.config.extra["feature_caches"] = caches[0], caches
+        ctx.features = np.concatenate(parts, axis=1)
+        return ctx.features
     cfg = ctx.config
     stats: dict = {}
     if ctx.dist.is_main:
