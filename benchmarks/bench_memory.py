@@ -54,7 +54,7 @@ def child(a) -> None:
 
     import transferkit  # noqa: F401
     from transferkit.backbones import create_backbone
-    from transferkit.data import load_dataset
+    from transferkit import load_dataset
     from transferkit.features import extract_features
 
     base = tree_rss_mb()

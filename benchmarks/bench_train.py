@@ -33,10 +33,10 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from transferkit.backbones import create_backbone  # noqa: E402
-from transferkit.data import load_dataset  # noqa: E402
+from transferkit import load_dataset  # noqa: E402
 from transferkit.heads import DenseHead  # noqa: E402
-from transferkit.model import TransferModel  # noqa: E402
-from transferkit.train import Group, Loop, Schedule, Unfreeze, adamw, backbone_blocks, discriminative_lrs, freeze  # noqa: E402
+from transferkit.models import TransferModel  # noqa: E402
+from transferkit.loop import Group, Loop, Schedule, Unfreeze, adamw, backbone_blocks, discriminative_lrs, freeze  # noqa: E402
 from transferkit.train.data import ImageItems, build_transform, loader, resize_hint  # noqa: E402
 from transferkit.train.optim import block_modules  # noqa: E402
 

@@ -26,7 +26,7 @@ def main() -> None:
 
     import transferkit  # noqa: F401
     from transferkit.backbones import create_backbone
-    from transferkit.data import load_dataset
+    from transferkit import load_dataset
     from transferkit.features import extract_features
     from transferkit.heads import fit_linear_head
 

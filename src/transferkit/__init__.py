@@ -44,6 +44,7 @@ _API = {
     "render_report": "report:render_report",
     "serve": "server:serve",
     "train": "pipeline:train",
+    "tune": "tune:tune",
     "write_compare_report": "report:write_compare_report",
     "write_run_report": "report:write_run_report",
 }

@@ -97,6 +97,15 @@ def _parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="re-render the HTML report of a run or comparison folder, or index a folder of runs", description="Write report.html (and report.md, plots/*.png) from a finished run folder or a comparison folder, without retraining; for a folder that holds runs and comparisons, write its index.html (every run with its data, strategy, backbone, scores and a link).")
     rp.add_argument("folder", metavar="RUN_DIR|COMPARE_DIR|FOLDER", help="a folder written by `transferkit train` or `transferkit compare`, or a folder holding such folders")
 
+    tu = sub.add_parser("tune", help="search a strategy's settings with Optuna, on validation, within a number of trials or a time budget", description="Tune STRATEGY on DATA with Optuna (TPE, the defaults as trial 0, weak trials pruned from their validation loss). Trials go to OUT/study.db: a killed search started again goes on where it stopped. The best trial is kept as OUT/best (a normal run folder); OUT/report.html shows the search.", argument_default=argparse.SUPPRESS)
+    tu.add_argument("data", metavar="DATA", help="as for `train`")
+    tu.add_argument("--strategy", default="probe", help="the strategy to tune (default: probe)")
+    tu.add_argument("--trials", type=int, default=20, help="trials in all, earlier ones of a resumed search included (default: 20)")
+    tu.add_argument("--time", dest="time_budget", default=None, metavar="DURATION", help="stop starting trials after this long, e.g. 30m or 2h (default: no limit)")
+    tu.add_argument("--backbone", help="as for `train`")
+    _add_train_options(tu)
+    tu.add_argument("--out", metavar="DIR", default=None, help="search folder (default: runs/<data>-tune-<strategy>)")
+
     au = sub.add_parser("audit", help="find suspected label errors and near-duplicates in labelled data, without training a model", description="Audit DATA: out-of-fold probes on the backbone features of the training and validation items rank the labels most likely wrong (confident learning, cleanlab); near-duplicate pairs are found across splits, under different labels and within a class. Writes OUT/label_issues.csv, audit.json, checks.json and report.html.")
     au.add_argument("data", metavar="DATA", help="as for `train`")
     au.add_argument("--backbone", help="feature backbone (default: efficientnet_lite0 for images, minilm-l6 for texts)")
@@ -203,6 +212,12 @@ def _cmd_predict(a) -> None:
         print(f"wrote {res['rows']} rows to {a.out} ({res['new_rows']} predicted in {res['seconds']:.1f} s" + (f", resumed after {res['resumed_after']}" if res["resumed_after"] else "") + ")", file=sys.stderr)
 
 
+def _cmd_tune(a) -> None:
+    import transferkit as tk
+
+    tk.tune(a.data, a.strategy, a.trials, a.time_budget, a.out, **_options(a, "strategy", "trials", "time_budget", "out"))
+
+
 def _cmd_audit(a) -> None:
     import transferkit as tk
 
@@ -262,6 +277,7 @@ RESUME_HINT = {
     "predict": "with --out, the rows done so far are kept (OUT.partial) and the same command resumes; without it, run it again",
     "export": "no model file was written; run the same command again",
     "report": "the run folder is intact; run the same command again",
+    "tune": "finished trials are in OUT/study.db; run the same command again to go on where the search stopped",
     "audit": "features computed so far are cached and no audit folder was half-written; run the same command again",
 }
 
@@ -295,7 +311,7 @@ def _run(a) -> int:
     from transferkit.errors import TransferkitError
 
     try:
-        {"train": _cmd_train, "compare": _cmd_compare, "audit": _cmd_audit, "predict": _cmd_predict, "report": _cmd_report, "export": _cmd_export, "serve": _cmd_serve, "backbones": _cmd_backbones, "datasets": _cmd_datasets}[a.command](a)
+        {"train": _cmd_train, "compare": _cmd_compare, "tune": _cmd_tune, "audit": _cmd_audit, "predict": _cmd_predict, "report": _cmd_report, "export": _cmd_export, "serve": _cmd_serve, "backbones": _cmd_backbones, "datasets": _cmd_datasets}[a.command](a)
     except TransferkitError as exc:
         if a.debug:
             raise

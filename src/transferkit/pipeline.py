@@ -70,7 +70,7 @@ def prepare_config(data, options: dict, ds) -> TrainConfig:
     option_rules.check(set(options) - {"strategy"}, strategy, mod.name, cfg)
     from .backbones.ensemble import is_ensemble
 
-    if is_ensemble(cfg.backbone) and (strategy.name != "probe" or mod.name != "image"):
+    if is_ensemble(cfg.backbone) and not (strategy.feature_ensembles and mod.feature_ensembles):
         raise TransferkitError(f"--backbone {cfg.backbone}: several backbones or a member's @size make a feature ensemble, for --strategy probe on images; give one backbone name here")
     return cfg.validate()
 
@@ -120,7 +120,8 @@ def train(data: str | None = None, resume: str | None = None, **options) -> Run:
     return run_prepared(cfg, ds, splits, checks, resume_state=state, t_start=t_start, out_path=out_path)
 
 
-def run_prepared(cfg: TrainConfig, ds, splits, checks, resume_state: dict | None = None, t_start: float | None = None, out_path: Path | None = None, reports: bool = True) -> Run | None:
+def run_prepared(cfg: TrainConfig, ds, splits, checks, resume_state: dict | None = None, t_start: float | None = None, out_path: Path | None = None, reports: bool = True,
+                 callbacks: list = ()) -> Run | None:
     """Train `cfg` (validated and resolved, see `prepare_config`) on an already loaded and split
     dataset (`train`, and each of `compare`'s runs; `reports` False: the caller renders the
     reports). Returns the run (None on ranks other than 0 under torchrun)."""
@@ -154,7 +155,7 @@ def run_prepared(cfg: TrainConfig, ds, splits, checks, resume_state: dict | None
     backbone, data_config = mod.prepare(cfg, ds, splits, strategy.uses_backbone)
     cfg.extra.update(data_config=data_config, engine="torch-eager")  # what extracts features is recorded when it runs (cached_features)
     cfg.extra["split_digest"] = digest
-    ctx = Context(cfg, ds, splits, mod, backbone, data_config, placement, dist)
+    ctx = Context(cfg, ds, splits, mod, backbone, data_config, placement, dist, callbacks=list(callbacks))
     out_path = out_path or check_target(cfg.out or default_out(cfg), protect)
     if strategy.trains_network:
         ckpt = checkpoint_dir_for(out_path)

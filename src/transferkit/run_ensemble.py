@@ -97,7 +97,7 @@ def build(d: Path, rows: list[dict], ds, splits, checks) -> dict | None:
     except BaseException:
         out.abandon()
         raise
-    from .compare import leaderboard_row
+    from .leaderboard import leaderboard_row
     from .run import Run as R
 
     saved = R.load(final)

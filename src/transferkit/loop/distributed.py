@@ -65,7 +65,7 @@ class Dist:
         """Element-wise sum over ranks (loss totals, counts)."""
         if not self.active:
             return list(values)
-        return list(np.sum(np.asarray(self.gather([float(v) for v in values])), axis=0))
+        return [float(v) for v in np.sum(np.asarray(self.gather([float(v) for v in values])), axis=0)]  # plain floats: checkpoints load with weights_only
 
 
 SINGLE = Dist()

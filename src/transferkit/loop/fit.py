@@ -112,7 +112,7 @@ def fit(ctx, plan: Plan, features: np.ndarray | None = None):
     schedule = Schedule(optimizer, [e * steps_per_epoch for e in plan.stage_epochs], int(round(cfg.warmup_epochs * steps_per_epoch)))
     best, stopper = BestWeights(), EarlyStopping(cfg.patience, start_epoch=plan.early_stop_from)
     label = plan.label or cfg.strategy
-    callbacks = [*plan.callbacks, best, stopper, ProgressLog(f"{label}: ", None if plan.on_features else (steps_per_epoch * step_bs if drop_last else n_train), unit=mod.unit)]
+    callbacks = [*plan.callbacks, best, stopper, ProgressLog(f"{label}: ", None if plan.on_features else (steps_per_epoch * step_bs if drop_last else n_train), unit=mod.unit), *ctx.callbacks]
     ckpt = Checkpoint(ctx.checkpoint_dir, plan.checkpoint_name) if ctx.checkpoint_dir else None
     if ckpt:
         callbacks.append(ckpt)

@@ -110,6 +110,7 @@ class Modality:
     augments = ("none",)  # --augment presets it has
     defaults: dict = {}  # config fields whose default differs by modality
     options: frozenset = frozenset()  # config fields that only this modality has
+    feature_ensembles = False  # --backbone a+b@size: several backbones' cached features in one probe
 
     def claims(self, path, options: dict) -> bool:  # a file or folder this modality reads
         raise NotImplementedError

@@ -131,6 +131,7 @@ class ImageModality(Modality):
     # a ~17-block CNN (close to fastai's slice(lr/100, lr)); 0.05 and 0.8 left its lower half at < 1e-5
     defaults = dict(body_lr_mult=0.2, layer_decay=0.9, warmup_epochs=1.0, label_smoothing=0.1, head_epochs=2)
     options = frozenset({"image_size", "crop_pct", "engine", "data_root", "train_bn", "augment", "tta"})
+    feature_ensembles = True
 
     @property
     def default_backbone(self) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .. import io as tkio
 from ..errors import TransferkitError
+from ..leaderboard import FIELDS as LEADERBOARD_FIELDS
 
 SPLITS = ("train", "val", "test")
 
@@ -111,10 +112,6 @@ def _num(v) -> float | None:
 
 
 # ---------------------------------------------------------------------------- leaderboards
-LEADERBOARD_FIELDS = (
-    "strategy", "backbone", "test_accuracy", "macro_f1", "weighted_f1", "val_accuracy", "train_accuracy",
-    "params_total", "params_trainable", "train_s", "predict_ms", "peak_mem_mb", "ece", "run_dir", "error",
-)  # fmt: skip
 
 
 def load_leaderboard(compare_dir: str | Path) -> list[dict]:

@@ -26,6 +26,7 @@ class Context:
     checkpoint_dir: str | None = None  # where the loop saves its state each epoch (for --resume)
     resume_state: dict | None = None  # checkpoint file name -> the state saved in it
     cleanup: list = field(default_factory=list)  # called once the run folder is committed
+    callbacks: list = field(default_factory=list)  # extra loop callbacks from the caller (tune's pruning), after the loop's own
 
 
 @dataclass

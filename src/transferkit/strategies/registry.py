@@ -28,13 +28,14 @@ class Strategy:
     trains_network: bool = True  # runs the training loop: per-epoch checkpoints, --resume
     baseline: bool = False  # from-scratch / classical: what transfer is compared against
     body: str = "frozen"  # frozen | top | all: which backbone blocks train
+    feature_ensembles: bool = False  # takes --backbone a+b (cached features of several backbones)
     defaults: dict = field(default_factory=dict)  # {modality or "*": {config field: value}} for fields left unset
 
 
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in [
-        Strategy("probe", ("image", "text"), "cached backbone features + logistic regression (or --head mlp)", "probe:probe", trains_network=False,
+        Strategy("probe", ("image", "text"), "cached backbone features + logistic regression (or --head mlp)", "probe:probe", trains_network=False, feature_ensembles=True,
                  defaults={"*": dict(epochs=60, patience=8, dropout=0.2)}),
         Strategy("head", ("image", "text"), "frozen backbone + a new dense head (images: on augmented images)", "network:head",
                  defaults={"image": dict(epochs=10, augment="light"), "text": dict(epochs=30)}),
