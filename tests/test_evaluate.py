@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_recall_fscore_support
 
-from transferkit.evaluate import evaluate
+from transferkit.metrics import evaluate
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import TransferkitError
 
-EPS = 1e-7  # probabilities are clipped to [EPS, 1 - EPS] in the log losses (as evaluate.py)
+EPS = 1e-7  # probabilities are clipped to [EPS, 1 - EPS] in the log losses (as metrics.py)
 TIE = 1e-12  # relative: metric values closer than this are equal (float rounding of averages)
 
 

@@ -294,7 +294,7 @@ def write_reports(run_dir: Path, ds=None) -> Path | None:
 
 def _write_run(out: RunFolder, ctx, trained, checks) -> None:
     from .calibrate import calibration_report
-    from .evaluate import evaluate
+    from .metrics import evaluate
 
     cfg, ds, sp, mod = ctx.config, ctx.dataset, ctx.splits, ctx.modality
     tkio.write_json(out / "config.json", cfg.to_dict())

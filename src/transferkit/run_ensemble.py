@@ -29,7 +29,7 @@ def build(d: Path, rows: list[dict], ds, splits, checks) -> dict | None:
     """Choose, score and save the ensemble of the comparison's runs in `d`; its leaderboard row
     (None when fewer than two runs can take part)."""
     from .ensemble import combine, greedy_selection
-    from .evaluate import evaluate
+    from .metrics import evaluate
     from .rundir import RunFolder
     from .run import Run
 

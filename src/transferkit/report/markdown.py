@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import io as tkio
-from ..evaluate import classification_report_md, confusion_md
+from ..metrics import classification_report_md, confusion_md
 
 
 def _fmt(v, digits=3) -> str:

@@ -83,6 +83,10 @@ def _suggest(trial, name, spec):
     return trial.suggest_categorical(name, spec[1])
 
 
+class _DefaultsFailed(Exception):
+    """Trial 0 (the defaults) failed: a problem with the data or the options, not with a trial's settings."""
+
+
 class _Pruning:
     """Loop callback: the epoch's validation loss to the trial; a weak trial stops (TrialPruned)."""
 
@@ -167,7 +171,12 @@ def tune(data, strategy: str = "probe", trials: int = 20, time_budget=None, out=
         folder = d / "trials" / f"{trial.number:04d}"
         cfg = prepare_config(data, {**options, **params, "strategy": strategy, "seed": seed, "out": str(folder)}, ds)
         log(f"trial {trial.number}: " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()))
-        run = run_prepared(cfg, ds, splits, checks, reports=False, callbacks=[_Pruning(trial)])
+        try:
+            run = run_prepared(cfg, ds, splits, checks, reports=False, callbacks=[_Pruning(trial)])
+        except TransferkitError as e:
+            if trial.user_attrs.get("default"):  # the defaults fail: every trial would, stop here
+                raise _DefaultsFailed(e) from e
+            raise
         val = run.metrics["val"]
         trial.set_user_attr("run_dir", str(folder.relative_to(d)))
         trial.set_user_attr("val_accuracy", val.get("accuracy"))
@@ -175,13 +184,19 @@ def tune(data, strategy: str = "probe", trials: int = 20, time_budget=None, out=
 
     t0 = time.perf_counter()
     if left > 0:
-        study.optimize(objective, n_trials=left, timeout=seconds, catch=(TransferkitError,), gc_after_trial=True)
+        try:
+            study.optimize(objective, n_trials=left, timeout=seconds, catch=(TransferkitError,), gc_after_trial=True)
+        except _DefaultsFailed as e:
+            raise e.args[0] from None
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
         raise TransferkitError(f"{d}: no trial finished; see the log above (pruned or failed trials)")
     best = study.best_trial
     _keep_best(d, best.user_attrs["run_dir"])
-    command = "transferkit train " + str(data) + f" --strategy {strategy}" + "".join(f" --{k.replace('_', '-')} {v:.4g}" if isinstance(v, float) else f" --{k.replace('_', '-')} {v}" for k, v in best.params.items())
+    from .pipeline import write_reports
+
+    write_reports(d / "best", ds)  # the best trial's own page: its test number, read once here
+    command = rerun_command(data, strategy, {**options, "seed": seed}, best.params)
     summary = {"strategy": strategy, "data": str(data), "space": {k: list(v) for k, v in dims.items()}, "best": {"trial": best.number, "params": best.params, "val_log_loss": best.value,
                "val_accuracy": best.user_attrs.get("val_accuracy"), "run_dir": "best", "command": command},
                "trials": [{"number": t.number, "state": t.state.name, "params": t.params, "val_log_loss": t.value, "val_accuracy": t.user_attrs.get("val_accuracy"),
@@ -196,6 +211,21 @@ def tune(data, strategy: str = "probe", trials: int = 20, time_budget=None, out=
         log(f"warning: the search page failed ({type(exc).__name__}: {exc}); the study is in {d / 'study.db'}")
     log(f"rerun the best: {command}")
     return {**summary, "dir": str(d)}
+
+
+def _flag(k: str, v) -> str:
+    name = k.replace("_", "-")
+    if isinstance(v, bool):
+        return f" --{name}" if v else f" --no-{name}"
+    return f" --{name} {v:.4g}" if isinstance(v, float) else f" --{name} {v}"
+
+
+def rerun_command(data, strategy: str, options: dict, params: dict) -> str:
+    """`transferkit train ...` with the options the search was given and the best trial's settings."""
+    import shlex
+
+    given = {k: v for k, v in options.items() if v is not None and k not in params and not (k == "seed" and v == 0)}
+    return f"transferkit train {shlex.quote(str(data))} --strategy {strategy}" + "".join(_flag(k, v) for k, v in {**given, **params}.items() if v is not None)
 
 
 def _keep_best(d: Path, run_dir: str) -> None:
