@@ -99,4 +99,6 @@ def test_bad_tune_options_are_refused_in_one_line(tmp_path):
         tk.tune(str(data), strategy="head", time_budget="soon", out=str(tmp_path / "b"))
     with pytest.raises(tk.TransferkitError, match="unknown strategy 'nope'"):
         tk.tune(str(data), strategy="nope", out=str(tmp_path / "c"))
-    assert tune_mod.parse_duration("1h30m") == 5400 and tune_mod.parse_duration("90s") == 90 and tune_mod.parse_duration("30m") == 1800
+    from transferkit.budget import parse_duration
+
+    assert parse_duration("1h30m") == 5400 and parse_duration("90s") == 90 and parse_duration("30m") == 1800 and parse_duration(None) is None

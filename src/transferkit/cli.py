@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--strategies", default=None, help="comma-separated (default: every strategy for the data's kind: probe,head,partial,finetune,scratch,mlp for images; probe,head,partial,finetune,tfidf for texts)")
     c.add_argument("--backbones", default=None, help="comma-separated backbones for the transfer strategies (default: efficientnet_lite0 for images, minilm-l6 for texts)")
     c.add_argument("--no-ensemble", dest="ensemble", action="store_false", default=True, help="skip the ensemble row (by default, with two runs or more, the greedy ensemble of their validation probabilities is added and saved as DIR/ensemble)")
+    c.add_argument("--time-budget", default=None, metavar="DURATION", help="spend at most this long (e.g. 1h, 30m, 600s): the runs go cheapest first, each starts only while the budget covers its least cost, a network stops after its last epoch that fits; skipped runs are listed as such")
     c.add_argument("--preset", default=None, help="a study instead of --strategies: a shipped preset (vgg-study: the VGG16/CINIC-10 study's four models) or a YAML file of runs")
     _add_train_options(c)
     c.add_argument("--out", metavar="DIR", default=None, help="comparison folder (default: runs/<data>-compare)")
@@ -195,7 +196,7 @@ def _cmd_train(a) -> None:
 def _cmd_compare(a) -> None:
     import transferkit as tk
 
-    tk.compare(a.data, strategies=a.strategies, backbones=a.backbones, out=a.out, preset=a.preset, ensemble=a.ensemble, **_options(a, "strategies", "backbones", "out", "preset", "ensemble"))
+    tk.compare(a.data, strategies=a.strategies, backbones=a.backbones, out=a.out, preset=a.preset, ensemble=a.ensemble, time_budget=a.time_budget, **_options(a, "strategies", "backbones", "out", "preset", "ensemble", "time_budget"))
 
 
 def _cmd_predict(a) -> None:

@@ -99,7 +99,7 @@ def _plan(strategies, backbones, preset) -> list[dict]:
     return plan
 
 
-def compare(data: str, strategies=None, backbones=None, out: str | None = None, preset: str | None = None, ensemble: bool = True, **options) -> list[dict]:
+def compare(data: str, strategies=None, backbones=None, out: str | None = None, preset: str | None = None, ensemble: bool = True, time_budget=None, **options) -> list[dict]:
     """Run every strategy x backbone (or a preset's runs) on one split; returns the leaderboard
     rows and writes DIR/leaderboard.{json,csv} and one run folder per row.
 
@@ -107,7 +107,12 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
     strategies None: every strategy the data's modality has (strategies/registry.py);
     backbones None: the modality's default backbone. `ensemble` (default True): with two runs or
     more, add the greedy ensemble of their validation probabilities (run_ensemble.py) as a row.
+    `time_budget` ("1h", "30m", seconds): the runs cheapest first, each started only while the
+    budget covers its least cost, a started one stopped after its last epoch that fits; the
+    skipped ones are rows that say so (budget.py).
     """
+    from .budget import cheapest_first, least_s, parse_duration, reserve_s
+
     from . import modality as modalities
     from . import options as option_rules
     from .pipeline import check_device, prepare_config, run_prepared
@@ -118,6 +123,7 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
     for bad in ("data", "out", "strategy", "backbone"):
         if bad in options:
             raise TransferkitError(f"compare: pass {bad} through compare's own arguments, not as a shared option")
+    budget_s = parse_duration(time_budget, "--time-budget")
     TrainConfig(data=str(data), **options).validate()  # shared options are checked before anything runs
     check_device(options)
     ds = modalities.load_dataset(data, data_root=options.get("data_root"), text_column=options.get("text_column"), label_column=options.get("label_column"))
@@ -159,6 +165,8 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
         rule = option_rules.RULES[k]
         raise TransferkitError(f"--{k.replace('_', '-')} does nothing for any run of this comparison ({', '.join(i['folder'] for i, _, _ in configs)}): it applies to {rule.to}; drop it")
 
+    if budget_s is not None:
+        configs = cheapest_first(configs, lambda c: c[1]["strategy"])
     d = Path(out or Path("runs") / f"{Path(str(data)).name or data}-compare").expanduser().resolve()
     d.mkdir(parents=True, exist_ok=True)
     splits = make_splits(ds, options.get("val_size", 0.15), options.get("test_size", 0.15), options.get("seed", 0))
@@ -174,15 +182,36 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
     board: list[dict] = []
     feature_rate: dict[tuple, float] = {}  # s per item of features extracted in this comparison, per backbone + input
     t0 = time.perf_counter()
+    wall0 = time.time()
+    deadline = wall0 + budget_s - reserve_s(budget_s) if budget_s is not None else None
+    if deadline is not None:
+        log(f"--time-budget {budget_s:.0f} s: runs cheapest first ({', '.join(i['folder'] for i, _, _ in configs)}); a run starts while the budget covers its least cost")
+    skipped = []
     for i, (item, opts, dropped) in enumerate(configs, 1):
-        log(f"run {i}/{len(plan)}: {item['folder']}" + (f" (without {', '.join('--' + k.replace('_', '-') for k in dropped)}: not used by {opts['strategy']})" if dropped else ""))
         row = {"name": item["name"], "strategy": opts["strategy"], "backbone": opts.get("backbone", "none"), "run_dir": item["folder"], "error": ""}
+        key = (opts.get("backbone"), opts.get("image_size"), opts.get("max_length"))
+        if deadline is not None:
+            left = deadline - time.time()
+            rate = feature_rate.get(key, next(iter(feature_rate.values()), None) if get_strategy(opts["strategy"]).uses_backbone else 0.0)
+            need = least_s(opts["strategy"], len(splits.train), len(ds), rate, key in feature_rate)
+            if left <= 0 or (need is not None and need > left):
+                why = f"skipped: the --time-budget had {max(left, 0):.0f} s left and this run needs at least ~{need or 0:.0f} s"
+                log(f"run {i}/{len(plan)}: {item['folder']} {why}")
+                rows.append({**row, "run_dir": None, "error": why})
+                skipped.append(item["folder"])
+                board = write_leaderboard(d, rows)
+                continue
+        log(f"run {i}/{len(plan)}: {item['folder']}" + (f" (without {', '.join('--' + k.replace('_', '-') for k in dropped)}: not used by {opts['strategy']})" if dropped else ""))
         try:
             cfg = prepare_config(data, {**opts, "out": str(d / item["folder"])}, ds)
-            run = run_prepared(cfg, ds, splits, checks, reports=False)
+            extra = []
+            if deadline is not None:
+                from .loop.callbacks import Deadline
+
+                extra = [Deadline(deadline)]
+            run = run_prepared(cfg, ds, splits, checks, reports=False, callbacks=extra)
             if run is None:  # a torchrun rank other than 0: rank 0 keeps the leaderboard
                 continue
-            key = (opts.get("backbone"), opts.get("image_size"), opts.get("max_length"))
             t = run.metrics.get("timing", {})
             if t.get("backbone_runs") and t.get("extract_s"):
                 feature_rate.setdefault(key, t["extract_s"] / t["backbone_runs"])
@@ -213,10 +242,12 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
     except Exception as exc:  # noqa: BLE001 - the runs and leaderboard are safe on disk
         page = None
         log(f"warning: report.html failed ({type(exc).__name__}: {exc}); try `transferkit report {d}`")
+    if skipped:
+        log(f"--time-budget: skipped {', '.join(skipped)} (the budget was spent; a larger --time-budget runs them)")
     log(f"compared {len(rows)} runs in {time.perf_counter() - t0:.0f} s; leaderboard: {d / 'leaderboard.csv'}" + (f"; report: {page}" if page else ""))
     for r in rows:
         acc = r.get("test_accuracy")
-        log(f"  {r['run_dir'] or r['name']:36} " + (f"test accuracy {acc:.4f}" if acc is not None else f"FAILED {r['error']}"))
+        log(f"  {r['run_dir'] or r['name']:36} " + (f"test accuracy {acc:.4f}" if acc is not None else (r["error"] if r["error"].startswith("skipped") else f"FAILED {r['error']}")))
     return board
 
 

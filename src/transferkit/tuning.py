@@ -19,14 +19,15 @@ that act for the strategy and kind of data (options.py).
 """
 from __future__ import annotations
 
-import re
 import shutil
 import time
 from pathlib import Path
 
 from . import io as tkio
+from .budget import parse_duration
 from .errors import TransferkitError
 from .log import log
+from .loop.callbacks import Callback
 
 # option -> ("float", lo, hi, log) | ("int", lo, hi) | ("cat", [values]); per strategy; images/texts filtered by options.py
 COMMON_NET = {"lr": ("float", 1e-4, 1e-2, True), "label_smoothing": ("float", 0.0, 0.2, False), "dropout": ("float", 0.0, 0.5, False), "augment": ("cat", ["none", "light", "strong"])}
@@ -40,19 +41,6 @@ SPACES = {
     "mlp": {"lr": ("float", 1e-4, 1e-2, True), "dropout": ("float", 0.0, 0.5, False), "epochs": ("int", 10, 40)},
 }
 STUDY = "transferkit"
-
-
-def parse_duration(text) -> float | None:
-    """'30m', '1h', '90s', '1h30m', 120 -> seconds."""
-    if text is None:
-        return None
-    if isinstance(text, (int, float)):
-        return float(text)
-    parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", str(text))
-    if not parts or not any(parts.groups()):
-        raise TransferkitError(f"--time {text}: write a duration such as 30m, 1h, 1h30m or 600s")
-    h, m, s = (float(g) if g else 0.0 for g in parts.groups())
-    return h * 3600 + m * 60 + s
 
 
 def space(strategy, modality: str, cfg) -> dict:
@@ -87,24 +75,11 @@ class _DefaultsFailed(Exception):
     """Trial 0 (the defaults) failed: a problem with the data or the options, not with a trial's settings."""
 
 
-class _Pruning:
+class _Pruning(Callback):
     """Loop callback: the epoch's validation loss to the trial; a weak trial stops (TrialPruned)."""
 
     def __init__(self, trial):
         self.trial, self.step = trial, 0  # epochs over every loop of the run (a warm-up, then the body)
-
-    def on_train_begin(self, loop): ...
-
-    def on_epoch_begin(self, loop, epoch): ...
-
-    def on_batch_end(self, loop, n): ...
-
-    def on_train_end(self, loop): ...
-
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, state, loop): ...
 
     def on_epoch_end(self, loop, epoch, logs):
         import math
@@ -133,7 +108,7 @@ def tune(data, strategy: str = "probe", trials: int = 20, time_budget=None, out=
     from .rundir import check_target
     from .strategies import check_supports
 
-    seconds = parse_duration(time_budget)
+    seconds = parse_duration(time_budget, "--time")
     if int(trials) < 1:
         raise TransferkitError(f"--trials {trials}: run at least 1 trial")
     for bad in ("out", "strategy"):

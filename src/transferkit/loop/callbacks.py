@@ -88,6 +88,27 @@ class EarlyStopping(Callback):
         self.best, self.wait = state.get("best", math.inf), state.get("wait", 0)
 
 
+class Deadline(Callback):
+    """Stop after the epoch whose successor would end past `deadline` (time.time()): what
+    `compare --time-budget` gives each run. Every rank stops at the same epoch (any rank that
+    would overrun stops them all)."""
+
+    def __init__(self, deadline: float, what: str = "--time-budget"):
+        self.deadline, self.what, self.stopped_epoch = deadline, what, 0
+
+    def on_epoch_end(self, loop, epoch, logs):
+        import time
+
+        if loop.stop or epoch >= loop.epochs:
+            return
+        over = float(time.time() + logs.get("seconds", 0.0) > self.deadline)
+        if loop.dist.sum([over])[0] > 0:
+            self.stopped_epoch, loop.stop = epoch, True
+            from ..log import log
+
+            log(f"{self.what}: stopping after epoch {epoch} of {loop.epochs} (another would end past the budget); the best epoch so far is kept")
+
+
 class Unfreeze(Callback):
     """Fine-tuning's second stage: unfreeze `modules` before epoch `after_epoch + 1`
     (`keep_stats`: their BN layers keep the pretrained statistics)."""

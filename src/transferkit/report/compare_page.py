@@ -91,7 +91,8 @@ def build_compare_page(rows: list[dict], runs: dict[str, RunFacts]) -> tuple[dic
     ctx = {
         "table": table,
         "n_ok": len(ok),
-        "n_failed": len(failed),
+        "n_failed": sum(1 for r in failed if not str(r.get("error") or "").startswith("skipped")),
+        "n_skipped": sum(1 for r in failed if str(r.get("error") or "").startswith("skipped")),
         "inferences": write_inferences(rows, runs),
         "data": _data_line(first),
         "per_class_classes": classes,
