@@ -30,7 +30,9 @@ def test_compare_runs_every_strategy_on_one_split(photos, tmp_path):
         pretrained=False, image_size=32, epochs=2, batch_size=16, workers=0,
     )  # fmt: skip
     folders = [r["run_dir"] for r in rows]
-    assert folders == ["probe-test_efficientnet", None, "head-test_efficientnet", None, "scratch"]
+    assert folders == ["probe-test_efficientnet", None, "head-test_efficientnet", None, "scratch", "ensemble"]  # + the finished runs' ensemble
+    assert rows[-1]["strategy"] == "ensemble" and not rows[-1]["error"]
+    every, rows = rows, rows[:-1]
     failed = [r for r in rows if r["error"]]
     assert len(failed) == 2 and all("no_such_backbone_xyz" in r["error"] and r["test_accuracy"] is None for r in failed)
     ok = [r for r in rows if not r["error"]]
@@ -42,9 +44,9 @@ def test_compare_runs_every_strategy_on_one_split(photos, tmp_path):
     first = _splits(out / ok[0]["run_dir"])
     assert all(_splits(out / r["run_dir"]) == first for r in ok[1:])
     # the files: leaderboard.json (what the report reads), leaderboard.csv, report.html with links to run pages
-    assert json.loads((out / "leaderboard.json").read_text()) == rows
+    assert json.loads((out / "leaderboard.json").read_text()) == every
     with open(out / "leaderboard.csv") as fh:
-        assert len(list(csv.DictReader(fh))) == 5
+        assert len(list(csv.DictReader(fh))) == 6
     board = load_leaderboard(out)
     assert [r["run_path"] for r in board if r["run_path"]] == [out / f for f in folders if f]
     html = (out / "report.html").read_text()
@@ -71,7 +73,8 @@ def test_vgg_study_preset_from_the_cli(photos, tmp_path, capsys, monkeypatch):
     rc = main(["compare", str(photos), "--preset", "vgg-study", "--backbones", "test_efficientnet", "--no-pretrained", "--image-size", "32", "--epochs", "1", "--batch-size", "16", "--workers", "0", "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
     rows = json.loads((out / "leaderboard.json").read_text())
-    assert [r["name"] for r in rows] == ["frozen-dense", "frozen-dense-augment", "frozen-dense-augment-bn-dropout", "fully-trainable"]
+    assert [r["name"] for r in rows] == ["frozen-dense", "frozen-dense-augment", "frozen-dense-augment-bn-dropout", "fully-trainable", "ensemble"]
+    rows = rows[:-1]
     assert all(not r["error"] for r in rows), [r["error"] for r in rows]
     cfgs = {r["name"]: json.loads((out / r["run_dir"] / "config.json").read_text()) for r in rows}
     assert cfgs["frozen-dense"]["augment"] == "none" and cfgs["frozen-dense-augment"]["augment"] == "light"

@@ -69,7 +69,9 @@ def test_run_page_sections_and_files(study):
     for sec in RUN_SECTIONS:
         assert f'id="{sec}"' in page, sec
     pngs = sorted(p.stem for p in (d / "plots").glob("*.png"))
-    assert pngs == sorted(["class_counts", "samples", "confusion_counts", "confusion_normalized", "learning_curves", "misclassified", "pca", "tsne"])
+    audit = json.loads((d / "metrics.json").read_text()).get("audit") or {}
+    trust = ["reliability", "coverage"] + (["label_suspects"] if audit.get("issues") else [])  # the Trust section's figures
+    assert pngs == sorted(["class_counts", "samples", "confusion_counts", "confusion_normalized", "learning_curves", "misclassified", "pca", "tsne", *trust])
     # every plot inline as well, identical to its file: the page stands alone
     uris = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert len(uris) == len(pngs)
@@ -323,7 +325,12 @@ def _keep(shot: Path) -> None:
 
 def test_reports_open_in_headless_chromium(study, text_runs, browser_paths, tmp_path):
     text = Path(text_runs["head"]) / "report.html"  # class counts, 2 confusion matrices, curves, PCA, t-SNE; no image grids
-    pages = [(study / "probe-mlp" / "report.html", RUN_SECTIONS, 8), (study / "probe-linear" / "report.html", RUN_SECTIONS, 8), (study / "report.html", COMPARE_SECTIONS, 4), (text, RUN_SECTIONS, 6)]
+    def plots(page):  # every figure in the run's plots/ is on its page (8 + the Trust section's for the image runs, 6 + for texts)
+        return len(list((page.parent / "plots").glob("*.png")))
+
+    runs = [study / "probe-mlp" / "report.html", study / "probe-linear" / "report.html"]
+    assert [plots(p) for p in runs] >= [10, 10] and plots(text) >= 8
+    pages = [*((p, RUN_SECTIONS, plots(p)) for p in runs), (study / "report.html", COMPARE_SECTIONS, 4), (text, RUN_SECTIONS, plots(text))]
     for mobile, (w, h) in ((False, (1280, 900)), (True, (390, 844))):
         b = Browser(*browser_paths, width=w, height=h, mobile=mobile)
         try:

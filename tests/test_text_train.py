@@ -186,13 +186,15 @@ def test_compare_on_texts_ranks_every_strategy_on_one_split(tiny, tmp_path):
     with numbers (no image size for texts) and a comparison page linking each run's page."""
     out = tmp_path / "text-study"
     rows = tk.compare(tiny["csv"], strategies="tfidf,probe,head", backbones=str(tiny["bert"]), out=str(out), max_length=MAX_LENGTH, batch_size=16, seed=0)
-    assert [r["error"] for r in rows] == ["", "", ""]  # "" = finished
-    assert [r["run_dir"] for r in rows] == ["tfidf", "probe-bert", "head-bert"]  # a local backbone folder by its name, one level under DIR
+    assert [r["error"] for r in rows] == ["", "", "", ""]  # "" = finished
+    assert [r["run_dir"] for r in rows] == ["tfidf", "probe-bert", "head-bert", "ensemble"]  # a local backbone folder by its name, one level under DIR; then the runs' ensemble
     for r in rows:
         assert 0 <= r["test_accuracy"] <= 1 and r["image_size"] is None and r["predict_ms"] > 0
         assert (out / r["run_dir"] / "report.html").is_file()
     assert next(r for r in rows if r["strategy"] == "tfidf")["test_accuracy"] >= 0.8  # the topics have their own words
     # head trains on the embeddings probe extracted: it is charged for them at probe's measured rate
+    assert rows[3]["strategy"] == "ensemble" and tk.load_run(out / "ensemble").classes == tk.load_run(out / "tfidf").classes
+    rows = rows[:3]
     probe, head = rows[1], rows[2]
     assert probe["features_s"] > 0 and head["features_s"] == pytest.approx(probe["features_s"], rel=0.1)  # per item: probe skips duplicate texts
     assert head["train_s"] > head["features_s"] and rows[0]["features_s"] is None
