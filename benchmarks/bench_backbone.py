@@ -44,12 +44,12 @@ def main() -> None:
     import onnxruntime as ort
     from transferkit.backbones import create_backbone
     from transferkit.features.engines import OnnxEngine, TorchEngine, select_engine
-    from transferkit.features.extract import build_eval_transform, resize_hint_for
+    from transferkit.modality.image_transforms import eval_transform, resize_hint
     from transferkit.data.images import open_rgb
 
     bb = create_backbone(a.backbone).with_input_size(a.image_size)
-    tf = build_eval_transform(bb)
-    hint = resize_hint_for(bb.data_config)
+    tf = eval_transform(bb.data_config)
+    hint = resize_hint(bb.data_config)
     files = sample_images(Path(a.data), a.images) if Path(a.data).is_dir() else []
     if files:
         x = torch.stack([tf(open_rgb(f, hint)) for f in files])

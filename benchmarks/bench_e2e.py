@@ -40,7 +40,10 @@ def main() -> None:
     from transferkit.data.images import open_rgb
     from transferkit.features import extract_features
     from transferkit.features.engines import engine_dir, select_engine
-    from transferkit.features.extract import build_eval_transform, default_workers, feature_cache_for, resize_hint_for
+    from transferkit.features.extract import feature_cache_for
+    from transferkit.loop import data as loop_data
+    from transferkit.loop.data import default_workers
+    from transferkit.modality.image_transforms import eval_transform, resize_hint
 
     files = sample_images(Path(a.data), a.images)
     if not files:
@@ -55,7 +58,7 @@ def main() -> None:
         root = Path(td) / "cache"  # engines/ (the ONNX export) is kept; features/ cleared after each run
         engine, choice = select_engine(bb, a.engine, 10**6, engine_dir(feature_cache_for(bb, root)), a.batch_size)
         name = choice["engine"]
-        tf, hint = build_eval_transform(bb), resize_hint_for(bb.data_config)
+        tf, hint = eval_transform(bb.data_config), resize_hint(bb.data_config)
         x = torch.stack([tf(ds.load(i, hint)) for i in range(len(ds))])
         batches = list(torch.split(x, a.batch_size))
 
@@ -65,16 +68,17 @@ def main() -> None:
             assert stats["computed"] == len(ds), stats
             shutil.rmtree(root / "features")
 
-        from transferkit.features import extract
-
         def inline():
-            extract.PREFETCH_THREAD = False
+            # the image modality's extraction batches come from loop.data.loader; thread=False
+            # makes them in line, between backbone calls
+            threaded = loop_data.loader
+            loop_data.loader = lambda *args, **kw: threaded(*args, **kw, thread=False)
             try:
                 files_run(0)
             finally:
-                extract.PREFETCH_THREAD = True
+                loop_data.loader = threaded
 
-        workers = default_workers(len(ds))
+        workers = default_workers(len(ds), torch.device("cpu"))
         default = f"files, {workers} worker processes" if workers else "files, decoding thread"
         variants = {
             "model only (decoded tensors)": lambda: throughput(lambda: [engine(b) for b in batches], len(x)),

@@ -35,9 +35,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=None, help="decoding processes (default: transferkit's choice)")
     a = ap.parse_args()
-    from transferkit.run import iter_inputs
+    from transferkit.modality.image import image_paths
 
-    files = [str(p) for p in iter_inputs(a.inputs, None)]
+    files = [str(p) for p in image_paths(a.inputs)]
     files = files[: a.limit] if a.limit else files
     rows = {}
     with tempfile.TemporaryDirectory() as td:

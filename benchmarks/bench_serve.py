@@ -97,7 +97,7 @@ def main() -> None:
         proc.terminate()
         proc.wait(timeout=15)
     print(f"model {a.model} ({health['kind']}, input {health['input_size']} px); upload {name} {len(data) / 1e3:.0f} kB; "
-          f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}); server batches: {health['batches']} for {health['images']} images, largest {health['max_batch_seen']}")
+          f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}); server batches: {health['batches']} for {health['inputs']} images, largest {health['max_batch_seen']}")
     print("| concurrency | requests (200 OK) | requests/s | p50 ms | p99 ms |")
     print("|---:|---:|---:|---:|---:|")
     for r in rows:

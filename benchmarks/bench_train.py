@@ -27,6 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
+from _common import quick  # noqa: E402  (BENCH_QUICK=1: small sizes, a smoke run)
 import transferkit  # noqa: E402,F401  (torchvision compat before timm)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -36,25 +37,25 @@ from transferkit.backbones import create_backbone  # noqa: E402
 from transferkit import load_dataset  # noqa: E402
 from transferkit.heads import DenseHead  # noqa: E402
 from transferkit.models import TransferModel  # noqa: E402
-from transferkit.loop import Group, Loop, Schedule, Unfreeze, adamw, backbone_blocks, discriminative_lrs, freeze  # noqa: E402
-from transferkit.train.data import ImageItems, build_transform, loader, resize_hint  # noqa: E402
-from transferkit.train.optim import block_modules  # noqa: E402
+from transferkit.loop import Group, Loop, Schedule, Unfreeze, adamw, block_groups, freeze  # noqa: E402
+from transferkit.loop.data import loader  # noqa: E402
+from transferkit.modality.image import ImageItems  # noqa: E402
+from transferkit.modality.image_transforms import resize_hint, train_transform as build_transform  # noqa: E402
 
 
 def make_model(n_classes: int, side: int):
     bb = create_backbone("efficientnet_lite0")
     bb.model.reset_classifier(0)
     model = TransferModel(bb.model, DenseHead(bb.num_features, n_classes, 1024))
-    return model, dict(bb.with_input_size(side).data_config)
+    # the body's blocks, bottom first, from the model's own structure (as the finetune strategy groups them)
+    return model, dict(bb.with_input_size(side).data_config), bb.blocks(bb.model)
 
 
-def tk_loop(model, items, bs, workers, stage: int) -> float:
+def tk_loop(made, items, bs, workers, stage: int) -> float:
     """images/s of one epoch of the finetune strategy's loop (stage 1: body frozen; 2: all)."""
+    model, _, blocks = made
     body = model.backbone
-    blocks = backbone_blocks(body)
-    groups = [Group("head", list(model.head.parameters()), 1e-3)]
-    for i, (names, lr) in enumerate(zip(blocks, discriminative_lrs(len(blocks), 1e-4, 0.8))):
-        groups.append(Group(f"block{i}", [p for m in block_modules(body, names) for p in m.parameters()], lr, 0))
+    groups = [Group("head", list(model.head.parameters()), 1e-3)] + block_groups(blocks, 1e-4, 0.8, 0)
     freeze(body)
     callbacks = [Unfreeze([body], after_epoch=0)] if stage == 2 else []
     model.to(memory_format=torch.channels_last)
@@ -87,10 +88,10 @@ def plain_loop(model, items, bs, workers, channels_last: bool) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "datasets" / "flowers5"))
-    ap.add_argument("--images", type=int, default=256)
+    ap.add_argument("--images", type=int, default=64 if quick() else 256)
     ap.add_argument("--image-size", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=1 if quick() else 3)
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--out", default=str(HERE / "results" / "bench_train.json"))
@@ -101,14 +102,14 @@ def main() -> None:
         sys.exit(f"{a.data}: not found; pass --data FOLDER (one sub-folder per class)")
     ds = load_dataset(a.data)
     idx = np.random.default_rng(0).permutation(len(ds))[: a.images]
-    _, dc = make_model(len(ds.classes), a.image_size)
+    _, dc, _ = make_model(len(ds.classes), a.image_size)
     items = ImageItems(ds, idx, build_transform(dc, "light"), resize_hint(dc))
 
     cases = {
-        "transferkit finetune, stage 2 (all trainable)": lambda: tk_loop(make_model(len(ds.classes), a.image_size)[0], items, a.batch_size, a.workers, 2),
+        "transferkit finetune, stage 2 (all trainable)": lambda: tk_loop(make_model(len(ds.classes), a.image_size), items, a.batch_size, a.workers, 2),
         "plain PyTorch loop (NCHW)": lambda: plain_loop(make_model(len(ds.classes), a.image_size)[0], items, a.batch_size, a.workers, False),
         "plain PyTorch loop + channels-last": lambda: plain_loop(make_model(len(ds.classes), a.image_size)[0], items, a.batch_size, a.workers, True),
-        "transferkit finetune, stage 1 (body frozen)": lambda: tk_loop(make_model(len(ds.classes), a.image_size)[0], items, a.batch_size, a.workers, 1),
+        "transferkit finetune, stage 1 (body frozen)": lambda: tk_loop(make_model(len(ds.classes), a.image_size), items, a.batch_size, a.workers, 1),
     }
     results = {k: [] for k in cases}
     for r in range(a.repeats):

@@ -3,6 +3,7 @@ a linear probe on a sample (400 training images per class, a fifth of them for v
 150 test images per class), per BACKBONE:SIZE, with its extraction rate.
 
     python benchmarks/cifar_sample_probe.py efficientnet_lite0:160 efficientnet_lite1:192 [--cache-dir DIR]
+        [--train-per-class 400] [--test-per-class 150]      (smaller numbers: a smoke run)
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ def main() -> None:
     ap.add_argument("configs", nargs="+", help="BACKBONE:SIZE, e.g. efficientnet_lite1:192")
     ap.add_argument("--data", default=str(SHARED / "cifar10"))
     ap.add_argument("--cache-dir", help="feature cache (default: a temporary folder)")
+    ap.add_argument("--train-per-class", type=int, default=400)
+    ap.add_argument("--test-per-class", type=int, default=150)
     a = ap.parse_args()
     import torch
 
@@ -35,8 +38,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     tr, te = [], []
     for c in range(len(ds.classes)):
-        tr += list(rng.choice(np.where((ds.labels == c) & (split == "train"))[0], 400, replace=False))
-        te += list(rng.choice(np.where((ds.labels == c) & (split == "test"))[0], 150, replace=False))
+        tr += list(rng.choice(np.where((ds.labels == c) & (split == "train"))[0], a.train_per_class, replace=False))
+        te += list(rng.choice(np.where((ds.labels == c) & (split == "test"))[0], a.test_per_class, replace=False))
     tr, te = np.array(tr), np.array(te)
     va = np.arange(len(tr))[::5]  # positions in tr: a fifth for validation, the rest to fit
     fit = np.setdiff1d(np.arange(len(tr)), va)
