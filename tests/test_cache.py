@@ -4,7 +4,7 @@ import pytest
 import transferkit as tk
 from transferkit.features import extract as extract_mod
 
-from conftest import make_image
+from conftest import make_image, write_class_folder
 
 
 @pytest.fixture
@@ -26,12 +26,38 @@ def test_second_run_computes_nothing_and_changed_image_recomputes_one(tiny_folde
     assert s3["computed"] == 1
 
 
-def test_cache_key_includes_preprocessing(tiny_folder, tiny_backbone, tmp_path):
-    ds = tk.load_dataset(tiny_folder)
-    tk.extract_features(tiny_backbone, ds, cache_dir=tmp_path / "c", progress=False)
+def _with(backbone, **change):
+    """The same network and weights with other preprocessing (a fresh data_config dict)."""
+    from transferkit.backbones.image import Backbone
+
+    return Backbone(backbone.name, backbone.model, dict(backbone.data_config, **change), backbone.weights_source, backbone.weights_id, backbone.extra)
+
+
+def test_cache_key_includes_preprocessing(tiny_backbone, tmp_path):
+    """Each declared preprocessing field (input size, mean, std, interpolation, crop ratio and
+    mode) keys the cache: changing one recomputes every item; the same config, built afresh,
+    reuses them all."""
+    ds = tk.load_dataset(write_class_folder(tmp_path / "few", per_class=2))
+    n, c = len(ds), tiny_backbone.data_config
     st = {}
-    tk.extract_features(tiny_backbone.with_input_size(48), ds, cache_dir=tmp_path / "c", stats=st, progress=False)
-    assert st["computed"] == 72
+    tk.extract_features(tiny_backbone, ds, cache_dir=tmp_path / "c", stats=st, progress=False)
+    assert st["computed"] == n
+    changes = {
+        "input size": dict(input_size=(3, 48, 48)),
+        "mean": dict(mean=(c["mean"][0] + 0.05, *c["mean"][1:])),
+        "std": dict(std=(*c["std"][:2], c["std"][2] * 1.1)),
+        "interpolation": dict(interpolation="bilinear" if c["interpolation"] != "bilinear" else "bicubic"),
+        "crop ratio": dict(crop_pct=0.5 if c["crop_pct"] != 0.5 else 0.75),
+        "crop mode": dict(crop_mode="squash" if c.get("crop_mode", "center") != "squash" else "center"),
+    }
+    for what, change in changes.items():
+        st = {}
+        tk.extract_features(_with(tiny_backbone, **change), ds, cache_dir=tmp_path / "c", stats=st, progress=False)
+        assert st["computed"] == n, f"another {what} reused the cached features"
+    for what, change in [("the same config", {}), *changes.items()]:  # built again: the same key, nothing computed
+        st = {}
+        tk.extract_features(_with(tiny_backbone, **change), ds, cache_dir=tmp_path / "c", stats=st, progress=False)
+        assert st["computed"] == 0, f"{what}, built again, recomputed"
 
 
 def test_interrupted_extraction_resumes(tiny_folder, tiny_backbone, tmp_path, monkeypatch):

@@ -27,26 +27,35 @@ def test_compare_runs_every_strategy_on_one_split(photos, tmp_path):
     out = tmp_path / "study"
     rows = tk.compare(
         str(photos), strategies="probe,head,scratch", backbones="test_efficientnet,no_such_backbone_xyz", out=str(out),
-        pretrained=False, image_size=32, epochs=2, batch_size=16, workers=0,
-    )  # fmt: skip
+        pretrained=False, image_size=32, epochs=2, batch_size=16, workers=0, ensemble=False,
+    )  # fmt: skip  (the ensemble row is test_ensemble's)
     folders = [r["run_dir"] for r in rows]
-    assert folders == ["probe-test_efficientnet", None, "head-test_efficientnet", None, "scratch", "ensemble"]  # + the finished runs' ensemble
-    assert rows[-1]["strategy"] == "ensemble" and not rows[-1]["error"]
-    every, rows = rows, rows[:-1]
+    assert folders == ["probe-test_efficientnet", None, "head-test_efficientnet", None, "scratch"]
+    every = rows
     failed = [r for r in rows if r["error"]]
     assert len(failed) == 2 and all("no_such_backbone_xyz" in r["error"] and r["test_accuracy"] is None for r in failed)
     ok = [r for r in rows if not r["error"]]
     assert {r["strategy"] for r in ok} == {"probe", "head", "scratch"}
-    for r in ok:
-        assert 0 <= r["test_accuracy"] <= 1 and r["params_trainable"] <= r["params_total"] and r["train_s"] > 0 and r["predict_ms"] > 0
-    assert next(r for r in ok if r["strategy"] == "scratch")["test_accuracy"] >= 0.8  # easy colour classes
+    by = {r["strategy"]: r for r in ok}
+    # three colour classes, chance 1/3: the probe (random-weight features of flat colours) and the
+    # small CNN separate them (measured 1.00 and 1.00 on the 8 test images); at least 6 of 8, a
+    # margin of 0.42 over chance. (The head, 2 epochs of 2 steps from random weights, stays near
+    # chance, measured 0.125: no accuracy claim for it here; test_text_train checks a learning head.)
+    for s in ("probe", "scratch"):
+        assert by[s]["test_accuracy"] >= 1 / 3 + 0.4, (s, by[s]["test_accuracy"])
+    for r in ok:  # timings that relate to the run's own clock (metrics.json timing.total_s: the whole run)
+        t = json.loads((out / r["run_dir"] / "metrics.json").read_text())["timing"]
+        assert r["params_trainable"] <= r["params_total"]
+        assert 0 < r["train_s"] - (r["features_s"] or 0) <= t["total_s"] and 0 < r["predict_ms"] / 1000 <= t["total_s"], (r, t)
+    assert by["probe"]["features_s"] == pytest.approx(json.loads((out / by["probe"]["run_dir"] / "metrics.json").read_text())["timing"]["extract_s"])
+    assert by["probe"]["train_s"] > by["probe"]["features_s"] > 0 and by["head"]["features_s"] is None and by["scratch"]["features_s"] is None
     # one split for every run
     first = _splits(out / ok[0]["run_dir"])
     assert all(_splits(out / r["run_dir"]) == first for r in ok[1:])
     # the files: leaderboard.json (what the report reads), leaderboard.csv, report.html with links to run pages
     assert json.loads((out / "leaderboard.json").read_text()) == every
     with open(out / "leaderboard.csv") as fh:
-        assert len(list(csv.DictReader(fh))) == 6
+        assert len(list(csv.DictReader(fh))) == 5
     board = load_leaderboard(out)
     assert [r["run_path"] for r in board if r["run_path"]] == [out / f for f in folders if f]
     html = (out / "report.html").read_text()

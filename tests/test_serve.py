@@ -1,6 +1,8 @@
 """serve: real HTTP requests to a server started by the test on a loopback port."""
 import concurrent.futures
 import io
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -98,9 +100,30 @@ def test_bad_requests_get_a_clear_4xx_and_the_worker_keeps_serving(server, photo
     assert ok.status_code == 200 and ok.json()["predictions"][0]["labels"][0] == "red"
 
 
+def _until(cond, what, timeout=60.0):
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < timeout, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
 def test_concurrent_requests_are_batched(tiny_run, photos):
-    # served from the run folder (torch); a 300 ms gathering window makes batching certain
-    app = tk.create_app(tiny_run, batch_wait_ms=300, max_batch=8)
+    """While the model is busy with one request, the others queue, and the next model call
+    takes them all at once. Deterministic, with no gathering window (batch_wait_ms 0): the
+    first model call is held until /health counts the five other inputs queued."""
+    from transferkit.predictor import load_predictor
+
+    pred = load_predictor(tiny_run)  # served from the run folder (torch)
+    real, calls, release = pred.predict_proba, [], threading.Event()
+
+    def held(batch):
+        calls.append(len(batch))
+        if len(calls) == 1:
+            assert release.wait(120), "never released"
+        return real(batch)
+
+    pred.predict_proba = held
+    app = tk.create_app(pred, max_batch=8)
     names = [f"{c}_{i:03d}.png" for c in ("red", "green", "blue") for i in range(2)]
 
     def one(name):
@@ -109,10 +132,16 @@ def test_concurrent_requests_are_batched(tiny_run, photos):
 
     with thread_server(app) as base:
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
-            answers = list(pool.map(one, names))
+            first = pool.submit(one, names[0])
+            _until(lambda: calls == [1], "the first model call")
+            rest = [pool.submit(one, n) for n in names[1:]]
+            _until(lambda: requests.get(base + "/health").json()["queued"] == 5, "five queued inputs")
+            release.set()
+            answers = [first.result(120)] + [f.result(120) for f in rest]
         h = requests.get(base + "/health").json()
-    assert all(name.startswith(label) for name, label in answers)
-    assert h["inputs"] == 6 and h["max_batch_seen"] >= 2 and h["batches"] < 6
+    assert all(name.startswith(label) for name, label in answers), answers
+    assert calls == [1, 5]  # one model call for the five that queued meanwhile
+    assert h["inputs"] == 6 and h["batches"] == 2 and h["max_batch_seen"] == 5 and h["queued"] == 0, h
 
 
 def test_openapi_schema_property_based(server):

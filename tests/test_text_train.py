@@ -185,16 +185,20 @@ def test_compare_on_texts_ranks_every_strategy_on_one_split(tiny, tmp_path):
     """`compare` on a text CSV: tfidf, probe and head side by side, one split, a leaderboard
     with numbers (no image size for texts) and a comparison page linking each run's page."""
     out = tmp_path / "text-study"
-    rows = tk.compare(tiny["csv"], strategies="tfidf,probe,head", backbones=str(tiny["bert"]), out=str(out), max_length=MAX_LENGTH, batch_size=16, seed=0)
-    assert [r["error"] for r in rows] == ["", "", "", ""]  # "" = finished
-    assert [r["run_dir"] for r in rows] == ["tfidf", "probe-bert", "head-bert", "ensemble"]  # a local backbone folder by its name, one level under DIR; then the runs' ensemble
+    rows = tk.compare(tiny["csv"], strategies="tfidf,probe,head", backbones=str(tiny["bert"]), out=str(out), max_length=MAX_LENGTH, batch_size=16, seed=0, ensemble=False)
+    assert [r["error"] for r in rows] == ["", "", ""]  # "" = finished
+    assert [r["run_dir"] for r in rows] == ["tfidf", "probe-bert", "head-bert"]  # a local backbone folder by its name, one level under DIR
     for r in rows:
-        assert 0 <= r["test_accuracy"] <= 1 and r["image_size"] is None and r["predict_ms"] > 0
+        t = json.loads((out / r["run_dir"] / "metrics.json").read_text())["timing"]  # the run's own clock
+        assert r["image_size"] is None and 0 < r["predict_ms"] / 1000 <= t["total_s"], (r, t)
+        assert 0 < r["train_s"] - (r["features_s"] or 0) <= t["total_s"], (r, t)  # head: the probe's extraction is charged, not run
         assert (out / r["run_dir"] / "report.html").is_file()
-    assert next(r for r in rows if r["strategy"] == "tfidf")["test_accuracy"] >= 0.8  # the topics have their own words
+    # three topics, chance 1/3, 19 test texts (one deliberately flipped): the topics have their own
+    # words, so tf-idf and a probe or head on the tiny random BERT's embeddings separate them (the
+    # same runs score >= 0.8 on the clean texts in test_every_strategy_learns_the_topics); a margin of 0.35 over chance
+    for r in rows:
+        assert r["test_accuracy"] >= 1 / 3 + 0.35, (r["strategy"], r["test_accuracy"])
     # head trains on the embeddings probe extracted: it is charged for them at probe's measured rate
-    assert rows[3]["strategy"] == "ensemble" and tk.load_run(out / "ensemble").classes == tk.load_run(out / "tfidf").classes
-    rows = rows[:3]
     probe, head = rows[1], rows[2]
     assert probe["features_s"] > 0 and head["features_s"] == pytest.approx(probe["features_s"], rel=0.1)  # per item: probe skips duplicate texts
     assert head["train_s"] > head["features_s"] and rows[0]["features_s"] is None

@@ -66,40 +66,69 @@ def test_hostile_torchscript_metadata_is_one_line(tiny_run, tmp_path, capsys):
     good = tk.export(tiny_run, "torchscript", tmp_path / "model.pt").path
     extra = {TS_EXTRA: ""}
     module = torch.jit.load(str(good), _extra_files=extra)
+    photo = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), "red").save(photo)
     for name, value, words in [("not-json", "{oops", "metadata is damaged"), ("huge", json.dumps({**json.loads(extra[TS_EXTRA]), "preprocessing": {"input_size": [3, 99999, 99999]}}), "preprocessing")]:
         bad = tmp_path / f"{name}.pt"
         torch.jit.save(module, str(bad), _extra_files={TS_EXTRA: value})
         with pytest.raises(TransferkitError) as exc:
             load_predictor(bad)
         assert str(bad) in str(exc.value) and words in str(exc.value)
+        rc, err = run_cli(capsys, "predict", bad, photo)  # the command line: exit 2, one line naming the file, nothing else
+        assert_one_line_error(rc, err, str(bad), words)
+        assert len(err.strip().splitlines()) == 1, err
+
+
+def _external(t, location: str, length: int) -> None:
+    """Point TensorProto `t` at `length` bytes of the file `location` instead of its own data."""
+    import onnx
+
+    t.ClearField("raw_data")
+    del t.float_data[:]
+    t.data_location = onnx.TensorProto.EXTERNAL
+    del t.external_data[:]
+    for k, v in {"location": location, "offset": "0", "length": str(length)}.items():
+        e = t.external_data.add()
+        e.key, e.value = k, v
 
 
 def test_onnx_external_data_cannot_read_outside_its_folder(tiny_onnx, tmp_path, capsys):
     """An ONNX file may keep tensors in separate files; one naming `../secret.bin` (or an
-    absolute path) must not make ONNX Runtime read a file outside the model's folder."""
+    absolute path), in an initializer or in a Constant node's value, is refused by transferkit's
+    own check (one line naming the file, the tensor and the path) before ONNX Runtime opens it."""
     import onnx
+    from onnx import helper
 
     secret = tmp_path / "secret.bin"
     secret.write_bytes(np.arange(1 << 20, dtype=np.float32).tobytes())
     folder = tmp_path / "download"
     folder.mkdir()
+    cases = []
     for i, location in enumerate(["../secret.bin", str(secret)]):
         m = onnx.load(str(tiny_onnx))
         init = max(m.graph.initializer, key=lambda t: np.prod(t.dims) if t.dims else 0)
         n = int(np.prod(init.dims))
         assert n * 4 <= secret.stat().st_size
-        init.ClearField("raw_data")
-        del init.float_data[:]
-        init.data_location = onnx.TensorProto.EXTERNAL
-        del init.external_data[:]
-        for k, v in {"location": location, "offset": "0", "length": str(n * 4)}.items():
-            e = init.external_data.add()
-            e.key, e.value = k, v
-        bad = folder / f"ext{i}.onnx"
+        _external(init, location, n * 4)
+        cases.append((f"ext{i}", m, f"tensor '{init.name}' in an external file ({location})"))
+    # the same through a Constant node: the tensor is a node attribute, not an initializer
+    m = onnx.load(str(tiny_onnx))
+    init = max(m.graph.initializer, key=lambda t: np.prod(t.dims) if t.dims else 0)
+    value = onnx.TensorProto()
+    value.CopyFrom(init)
+    m.graph.initializer.remove(init)
+    m.graph.node.insert(0, helper.make_node("Constant", [], [init.name], name="planted", value=value))
+    _external(m.graph.node[0].attribute[0].t, "../secret.bin", int(np.prod(value.dims)) * 4)
+    cases.append(("const", m, "node 'planted' attribute 'value' in an external file (../secret.bin)"))
+    for name, m, words in cases:
+        bad = folder / f"{name}.onnx"
         with open(bad, "wb") as fh:
             fh.write(m.SerializeToString())
         with pytest.raises(TransferkitError) as exc:
             load_predictor(bad)
-        assert str(bad) in str(exc.value)
+        assert str(bad) in str(exc.value) and words in str(exc.value) and "self-contained" in str(exc.value), str(exc.value)
         rc, err = run_cli(capsys, "predict", bad, tmp_path / "nothing.png")
-        assert rc == 2 and "Traceback" not in err and str(bad) in err, err
+        assert_one_line_error(rc, err, str(bad), words)
+        assert len(err.strip().splitlines()) == 1, err

@@ -48,19 +48,47 @@ def set_metadata(model, meta: dict, doc: str = "") -> None:
         model.doc_string = doc
 
 
+def _tensors(graph, where: str = ""):
+    """(what, TensorProto) for every tensor a graph holds: initializers, sparse initializers,
+    and tensor attributes of its nodes (Constant values), subgraphs (If/Loop/Scan bodies) included."""
+    for t in graph.initializer:
+        yield f"{where}tensor '{t.name}'", t
+    for st in graph.sparse_initializer:
+        yield f"{where}sparse tensor '{st.values.name}'", st.values
+        yield f"{where}sparse tensor '{st.values.name}' (indices)", st.indices
+    for node in graph.node:
+        for a in node.attribute:
+            here = f"{where}node '{node.name or node.op_type}' attribute '{a.name}'"
+            if a.HasField("t"):
+                yield here, a.t
+            if a.HasField("sparse_tensor"):
+                yield here, a.sparse_tensor.values
+                yield here, a.sparse_tensor.indices
+            for t in a.tensors:
+                yield here, t
+            if a.HasField("g"):
+                yield from _tensors(a.g, here + ": ")
+            for g in a.graphs:
+                yield from _tensors(g, here + ": ")
+
+
 def refuse_external_data(path: Path) -> None:
-    """Refuse an ONNX file that keeps tensors in external files (checked from the protobuf,
-    without loading those files)."""
+    """Refuse an ONNX file that keeps any tensor (an initializer, a Constant's value, one in a
+    subgraph or a function) in an external file, checked from the protobuf without opening
+    those files: transferkit's own guard, so ONNX Runtime never resolves a path a downloaded
+    file names (`../secret.bin`, an absolute path)."""
     try:
         import onnx
-        from onnx.external_data_helper import uses_external_data
     except ImportError:
-        return
+        raise TransferkitError(f"{path}: checking an ONNX file needs the onnx package; pip install \"transferkit[export]\" (onnx, onnxruntime)") from None
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - not a readable ONNX protobuf
         raise TransferkitError(f"{path}: not a readable ONNX file ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); export it again with `transferkit export RUN_DIR`") from None
-    for t in model.graph.initializer:
-        if uses_external_data(t):
-            where = next((e.value for e in t.external_data if e.key == "location"), "?")
-            raise TransferkitError(f"{path}: keeps tensor '{t.name}' in an external file ({where}); transferkit loads only self-contained ONNX files: export it again with `transferkit export RUN_DIR`")
+    graphs = [("", model.graph)] + [(f"function '{f.name}': ", f) for f in model.functions]
+    for where, g in graphs:
+        found = _tensors(g, where) if hasattr(g, "initializer") else ((f"{where}node '{n.name or n.op_type}' attribute '{a.name}'", t) for n in g.node for a in n.attribute for t in ([a.t] if a.HasField("t") else []) + list(a.tensors))
+        for what, t in found:
+            if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data):
+                loc = next((e.value for e in t.external_data if e.key == "location"), "?")
+                raise TransferkitError(f"{path}: keeps {what} in an external file ({loc}); transferkit loads only self-contained ONNX files: export it again with `transferkit export RUN_DIR`")

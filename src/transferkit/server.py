@@ -223,6 +223,7 @@ def create_app(model, limits: Limits | None = None, device: str = "cpu", **overr
         batches: int
         inputs: int
         max_batch_seen: int
+        queued: int  # inputs waiting for the model now
 
     class Labels(BaseModel):
         labels: list[str]
@@ -264,7 +265,7 @@ def create_app(model, limits: Limits | None = None, device: str = "cpu", **overr
 
     @app.get("/health", response_model=Health, summary="liveness and batching counters")
     async def health():
-        return Health(status="ok", kind=pred.kind, modality=mod.name, classes=len(pred.classes), input_size=pred.input_size, device=str(placement.device), min_confidence=limits.min_confidence, uptime_s=time.time() - started, **batcher.stats)
+        return Health(status="ok", kind=pred.kind, modality=mod.name, classes=len(pred.classes), input_size=pred.input_size, device=str(placement.device), min_confidence=limits.min_confidence, uptime_s=time.time() - started, queued=batcher.queued, **batcher.stats)
 
     @app.get("/labels", response_model=Labels, summary="the class labels, in output order")
     async def labels():

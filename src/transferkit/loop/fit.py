@@ -86,11 +86,16 @@ def fit(ctx, plan: Plan, features: np.ndarray | None = None):
         mu, sd = standardiser(features[sp.train])
         Z = torch.from_numpy((features - mu) / sd)
         sets = {s: _FeatureItems(Z[getattr(sp, s)], y_all[getattr(sp, s)]) for s in SPLITS}
+        eval_sets = sets
         bs, collate, workers, channels_last = FEATURE_BATCH, None, 0, False
         random_tf = False
     else:
         augment = cfg.augment if len(mod.augments) > 1 else "none"  # texts have no augmentation
         sets = {s: mod.training_items(ds, getattr(sp, s), ctx, augment=augment if s == "train" else "none") for s in SPLITS}
+        # every split is predicted without augmentation: random transforms would make the train
+        # split's probabilities depend on the RNG state the last epoch left (so a run resumed
+        # after its final epoch, which runs no epoch, would report other train metrics)
+        eval_sets = {**sets, "train": mod.training_items(ds, sp.train, ctx, augment="none")} if augment not in (None, "none") else sets
         bs, collate = cfg.batch_size, mod.collate(ctx)
         channels_last = mod.channels_last if plan.channels_last is None else plan.channels_last
         random_tf = augment not in (None, "none")
@@ -146,7 +151,7 @@ def fit(ctx, plan: Plan, features: np.ndarray | None = None):
         mine = dist.shard(order)
         spans = [mine[s : s + bs * 2].tolist() for s in range(0, len(mine), bs * 2)]
         w = 0 if plan.on_features else default_workers(len(mine), place.device, cfg.workers)
-        return mine, loader(sets[split], 1, batch_sampler=spans, workers=w, collate_fn=collate, pin_memory=place.pin_memory)
+        return mine, loader(eval_sets[split], 1, batch_sampler=spans, workers=w, collate_fn=collate, pin_memory=place.pin_memory)
 
     if dist.is_main:
         what = "cached features" if plan.on_features else mod.describe_inputs(ctx)
