@@ -120,7 +120,8 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
             raise TransferkitError(f"compare: pass {bad} through compare's own arguments, not as a shared option")
     TrainConfig(data=str(data), **options).validate()  # shared options are checked before anything runs
     check_device(options)
-    ds = modalities.load_dataset(data, data_root=options.get("data_root"), text_column=options.get("text_column"), label_column=options.get("label_column"))
+    ds = modalities.load_dataset(data, data_root=options.get("data_root"), text_column=options.get("text_column"), label_column=options.get("label_column"),
+                             multi_label=options.get("multi_label"), label_sep=options.get("label_sep"))
     mod = modalities.of(ds)
     if strategies is None:
         strategies = for_modality(mod.name)

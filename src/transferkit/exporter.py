@@ -292,7 +292,7 @@ def split_items(run: Run, split: str, limit: int | None = None) -> Items:
         ds = None
         for src in sources:
             try:
-                ds = load_dataset(src, check_images=False, data_root=cfg.data_root, text_column=cfg.text_column, label_column=cfg.label_column)
+                ds = load_dataset(src, check_images=False, data_root=cfg.data_root, text_column=cfg.text_column, label_column=cfg.label_column, multi_label=cfg.multi_label, label_sep=cfg.label_sep)
                 break
             except TransferkitError:
                 continue

@@ -54,7 +54,7 @@ def load_for(cfg: TrainConfig):
     """The dataset a config names, read with the config's data options."""
     from .modality import load_dataset
 
-    return load_dataset(cfg.data, data_root=cfg.data_root, text_column=cfg.text_column, label_column=cfg.label_column)
+    return load_dataset(cfg.data, data_root=cfg.data_root, text_column=cfg.text_column, label_column=cfg.label_column, multi_label=cfg.multi_label, label_sep=cfg.label_sep)
 
 
 def prepare_config(data, options: dict, ds) -> TrainConfig:
@@ -107,7 +107,8 @@ def train(data: str | None = None, resume: str | None = None, **options) -> Run:
             check_target(options["out"], protect)  # refuse a bad --out before any work
         from .modality import load_dataset
 
-        ds = load_dataset(data, data_root=options.get("data_root"), text_column=options.get("text_column"), label_column=options.get("label_column"))
+        ds = load_dataset(data, data_root=options.get("data_root"), text_column=options.get("text_column"), label_column=options.get("label_column"),
+                             multi_label=options.get("multi_label"), label_sep=options.get("label_sep"))
         cfg = prepare_config(data, options, ds)
     t_start = time.perf_counter()
     protect = [cfg.data] if Path(cfg.data).expanduser().exists() else []

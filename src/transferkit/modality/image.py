@@ -154,7 +154,7 @@ class ImageModality(Modality):
         check = options.get("check_images", True)
         if path.is_file():
             root = options.get("data_root")
-            return load_image_table(path, check, Path(root).expanduser() if root else None, options.get("label_column"))
+            return load_image_table(path, check, Path(root).expanduser() if root else None, options.get("label_column"), options.get("multi_label"), options.get("label_sep"))
         return load_image_folder(path, check)
 
     # ------------------------------------------------------------------ backbone and preprocessing

@@ -166,7 +166,7 @@ class TextModality(Modality):
         from ..data.text_sources import load_text_folder, load_text_table
 
         if path.is_file():
-            return load_text_table(path, options.get("text_column"), options.get("label_column"))
+            return load_text_table(path, options.get("text_column"), options.get("label_column"), options.get("multi_label"), options.get("label_sep"))
         return load_text_folder(path)
 
     # ------------------------------------------------------------------ backbone and preprocessing
