@@ -67,6 +67,9 @@ def prepare_config(data, options: dict, ds) -> TrainConfig:
     mod = modalities.of(ds)
     strategy = check_supports(cfg.strategy, mod.name)
     cfg.resolve(mod, strategy)
+    cfg.multi_label = bool(getattr(ds, "multilabel", False))  # what the data turned out to be (a report reloads it so)
+    if cfg.multi_label and not strategy.multilabel:
+        raise TransferkitError(f"--strategy {cfg.strategy} is for one label per item; {data} holds label sets: use probe, head, partial or finetune (or --no-multi-label)")
     option_rules.check(set(options) - {"strategy"}, strategy, mod.name, cfg)
     from .backbones.ensemble import is_ensemble
 
@@ -172,7 +175,11 @@ def run_prepared(cfg: TrainConfig, ds, splits, checks, resume_state: dict | None
     try:
         with PeakMemory() as mem_train:
             trained = function(cfg.strategy)(ctx)  # None on the ranks that leave the fit to rank 0
-            if trained is not None:
+            if trained is not None and ds.multilabel:
+                from .multilabel_run import set_thresholds
+
+                set_thresholds(ctx, trained)  # calibration, TTA and the trust steps assume a softmax: skipped, and said so
+            elif trained is not None:
                 _calibrate(ctx, trained)
                 if dist.is_main:
                     from .tta_eval import apply_tta
@@ -326,6 +333,8 @@ def _write_run(out: RunFolder, ctx, trained, checks) -> None:
 
         cols = HISTORY_COLUMNS if set(history[0]) <= set(HISTORY_COLUMNS) else list(history[0])
         tkio.write_csv(out / "history.csv", cols, [[h.get(c) for c in cols] for h in history])
+    if ds.multilabel:
+        return _write_label_sets_run(out, ctx, trained, audit, params_total, params_trainable)
     y = {name: ds.labels[getattr(sp, name)] for name in ("train", "val", "test")}
     metrics = {name: evaluate(y[name], trained.proba[name], ds.classes) for name in ("test", "val", "train")}
     metrics["calibration"] = {
@@ -353,14 +362,36 @@ def _write_run(out: RunFolder, ctx, trained, checks) -> None:
         },
     )
     tkio.write_json(out / "metrics.json", metrics)
-    with tkio.atomic_path(out / PROBA_FILE) as tmp:  # what run ensembles are chosen from (validation) and scored on (test)
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **{f"{s}_{k}": v for s in ("val", "test") for k, v in (("proba", np.asarray(trained.proba[s], dtype=np.float32)), ("items", np.asarray(getattr(sp, s))))})
+    _write_proba(out, trained, sp)
     proba = trained.proba["test"]
     # p_true: probability given to the true class (its -log is the item's loss)
     rows = [[ds.display_path(i), ds.classes[ds.labels[i]], ds.classes[int(p.argmax())], f"{float(p.max()):.4f}", f"{float(p[ds.labels[i]]):.4f}"] for i, p in zip(sp.test, proba)]
     extra_cols, extra = mod.prediction_columns(ds, sp.test)
     tkio.write_csv(out / "predictions.csv", ["path", "true", "predicted", "confidence", "p_true", *extra_cols], [r + e for r, e in zip(rows, extra)])
+
+
+def _write_proba(out: RunFolder, trained, sp) -> None:
+    with tkio.atomic_path(out / PROBA_FILE) as tmp:  # what run ensembles are chosen from (validation) and scored on (test)
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **{f"{s}_{k}": v for s in ("val", "test") for k, v in (("proba", np.asarray(trained.proba[s], dtype=np.float32)), ("items", np.asarray(getattr(sp, s))))})
+
+
+def _write_label_sets_run(out: RunFolder, ctx, trained, audit, params_total, params_trainable) -> None:
+    """metrics.json, proba.npz and predictions.csv of a multi-label run (multilabel_run.py)."""
+    from .multilabel_run import label_counts, run_metrics, write_predictions
+
+    cfg, ds, sp, mod = ctx.config, ctx.dataset, ctx.splits, ctx.modality
+    metrics = run_metrics(ctx, trained)
+    metrics.update(calibration={"method": "none", "temperature": 1.0, "skipped": trained.info["calibration"]["skipped"]}, selective=None, audit=None,
+                   multilabel={"thresholds": trained.info["thresholds"]},
+                   timing={k: v for k, v in ctx.timing.items()},
+                   model={"params_total": params_total, "params_trainable": params_trainable, **{k: v for k, v in trained.info.items()}},
+                   data={"name": ds.name, "items": len(ds), "classes": ds.classes, "multilabel": True, "split_sizes": {k: len(getattr(sp, k)) for k in ("train", "val", "test")},
+                         "class_counts": label_counts(ds, sp), "kind": mod.name, **({"truncation": cfg.extra["truncation"]} if "truncation" in cfg.extra else {})})
+    tkio.write_json(out / "metrics.json", metrics)
+    _write_proba(out, trained, sp)
+    extra_cols, extra = mod.prediction_columns(ds, sp.test)
+    write_predictions(out / "predictions.csv", ctx, trained, extra_cols, extra)
 
 
 def _time_prediction(out: RunFolder, ctx, n: int = 32) -> dict:

@@ -43,7 +43,7 @@ class ImageItems(torch.utils.data.Dataset):
             img = self.ds.load(i, self.size_hint)
         except ImageDecodeError as exc:  # changed on disk since loading: fail with its name
             raise ImageDecodeError(f"{self.ds.item_id(i)}: {exc}") from None
-        return self.transform(img), int(self.ds.labels[i])
+        return self.transform(img), self.ds.target(i)
 
 
 class _ExtractionItems(torch.utils.data.Dataset):
