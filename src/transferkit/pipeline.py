@@ -216,7 +216,10 @@ def run_prepared(cfg: TrainConfig, ds, splits, checks, resume_state: dict | None
         f()
     m = metrics["test"]
     ran = f"; backbone ran on {ctx.timing['backbone_runs']} items" if "backbone_runs" in ctx.timing else ""
-    log(f"test accuracy {m.get('accuracy', float('nan')):.4f}, macro-F1 {m.get('macro_f1', float('nan')):.4f}{ran}")
+    if m.get("multilabel"):
+        log(f"test macro-F1 {m['macro_f1']:.4f}, mAP {m['mAP'] if m['mAP'] is not None else float('nan'):.4f}, micro-F1 {m['micro_f1']:.4f}, subset accuracy {m['accuracy']:.4f}{ran}")
+    else:
+        log(f"test accuracy {m.get('accuracy', float('nan')):.4f}, macro-F1 {m.get('macro_f1', float('nan')):.4f}{ran}")
     report = write_reports(final, ds) if reports else None
     log(f"run folder: {final}" + (f"  (report: {report})" if report else ""))
     return Run.load(final)
