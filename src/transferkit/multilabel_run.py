@@ -64,6 +64,18 @@ def run_metrics(ctx, trained) -> dict:
     return out
 
 
+def metrics_json(ctx, trained, params_total: int, params_trainable: int) -> dict:
+    """metrics.json of a multi-label run: each split's numbers, thresholds, timing, model, data."""
+    cfg, ds, sp, mod = ctx.config, ctx.dataset, ctx.splits, ctx.modality
+    metrics = run_metrics(ctx, trained)
+    metrics.update(calibration={"method": "none", "temperature": 1.0, "skipped": trained.info["calibration"]["skipped"]}, selective=None, audit=None,
+                   multilabel={"thresholds": trained.info["thresholds"]}, timing=dict(ctx.timing),
+                   model={"params_total": params_total, "params_trainable": params_trainable, **trained.info},
+                   data={"name": ds.name, "items": len(ds), "classes": ds.classes, "multilabel": True, "split_sizes": {k: len(getattr(sp, k)) for k in ("train", "val", "test")},
+                         "class_counts": label_counts(ds, sp), "kind": mod.name, **({"truncation": cfg.extra["truncation"]} if "truncation" in cfg.extra else {})})
+    return metrics
+
+
 def label_counts(ds, sp) -> dict:
     """Items holding each label, per split (the data section of metrics.json)."""
     return {k: ds.Y[getattr(sp, k)].sum(0).astype(int).tolist() for k in ("train", "val", "test")}

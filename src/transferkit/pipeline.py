@@ -336,8 +336,13 @@ def _write_run(out: RunFolder, ctx, trained, checks) -> None:
 
         cols = HISTORY_COLUMNS if set(history[0]) <= set(HISTORY_COLUMNS) else list(history[0])
         tkio.write_csv(out / "history.csv", cols, [[h.get(c) for c in cols] for h in history])
-    if ds.multilabel:
-        return _write_label_sets_run(out, ctx, trained, audit, params_total, params_trainable)
+    if ds.multilabel:  # label sets: their own numbers and predictions file (multilabel_run.py)
+        from .multilabel_run import metrics_json, write_predictions
+
+        tkio.write_json(out / "metrics.json", metrics_json(ctx, trained, params_total, params_trainable))
+        _write_proba(out, trained, sp)
+        write_predictions(out / "predictions.csv", ctx, trained, *mod.prediction_columns(ds, sp.test))
+        return
     y = {name: ds.labels[getattr(sp, name)] for name in ("train", "val", "test")}
     metrics = {name: evaluate(y[name], trained.proba[name], ds.classes) for name in ("test", "val", "train")}
     metrics["calibration"] = {
@@ -377,24 +382,6 @@ def _write_proba(out: RunFolder, trained, sp) -> None:
     with tkio.atomic_path(out / PROBA_FILE) as tmp:  # what run ensembles are chosen from (validation) and scored on (test)
         with open(tmp, "wb") as fh:
             np.savez(fh, **{f"{s}_{k}": v for s in ("val", "test") for k, v in (("proba", np.asarray(trained.proba[s], dtype=np.float32)), ("items", np.asarray(getattr(sp, s))))})
-
-
-def _write_label_sets_run(out: RunFolder, ctx, trained, audit, params_total, params_trainable) -> None:
-    """metrics.json, proba.npz and predictions.csv of a multi-label run (multilabel_run.py)."""
-    from .multilabel_run import label_counts, run_metrics, write_predictions
-
-    cfg, ds, sp, mod = ctx.config, ctx.dataset, ctx.splits, ctx.modality
-    metrics = run_metrics(ctx, trained)
-    metrics.update(calibration={"method": "none", "temperature": 1.0, "skipped": trained.info["calibration"]["skipped"]}, selective=None, audit=None,
-                   multilabel={"thresholds": trained.info["thresholds"]},
-                   timing={k: v for k, v in ctx.timing.items()},
-                   model={"params_total": params_total, "params_trainable": params_trainable, **{k: v for k, v in trained.info.items()}},
-                   data={"name": ds.name, "items": len(ds), "classes": ds.classes, "multilabel": True, "split_sizes": {k: len(getattr(sp, k)) for k in ("train", "val", "test")},
-                         "class_counts": label_counts(ds, sp), "kind": mod.name, **({"truncation": cfg.extra["truncation"]} if "truncation" in cfg.extra else {})})
-    tkio.write_json(out / "metrics.json", metrics)
-    _write_proba(out, trained, sp)
-    extra_cols, extra = mod.prediction_columns(ds, sp.test)
-    write_predictions(out / "predictions.csv", ctx, trained, extra_cols, extra)
 
 
 def _time_prediction(out: RunFolder, ctx, n: int = 32) -> dict:

@@ -15,9 +15,8 @@ def is_multilabel(facts) -> bool:
     return bool(facts.split("test").get("multilabel") or (facts.metrics.get("data") or {}).get("multilabel"))
 
 
-def cards(facts) -> list[tuple[str, str]]:
-    from .run_page import fmt, fmt_seconds
-
+def cards(facts, fmt, fmt_seconds) -> list[tuple[str, str]]:
+    """The page's headline cards; `fmt` / `fmt_seconds`: the run page's number formats."""
     t, te = facts.metrics.get("timing", {}), facts.split("test")
     return [("test macro-F1", fmt(te.get("f1_macro"))), ("test mAP", fmt(te.get("mean_average_precision"))),
             ("subset accuracy", fmt(te.get("subset_accuracy"))), ("training time", fmt_seconds(t.get("train_s")))]
@@ -47,10 +46,9 @@ def results(facts, figs: dict) -> dict:
             "thresholds": m.get("thresholds") or {}, "cardinality": te.get("label_cardinality") or {}}
 
 
-def worst(facts, view, figs: dict) -> dict:
-    """The worst test items (highest mean binary cross-entropy), their missing and extra labels."""
-    from .run_page import _snippet
-
+def worst(facts, view, figs: dict, snippet) -> dict:
+    """The worst test items (highest mean binary cross-entropy), their missing and extra labels;
+    `snippet(text, n)` shortens a text as the run page does."""
     rows = list((facts.split("test").get("worst_items") or [])[:WORST_SHOWN])
     out = {"available": bool(rows), "rows": rows, "texts": None, "note": ""}
     if not rows or view.ds is None:
@@ -60,7 +58,7 @@ def worst(facts, view, figs: dict) -> dict:
     found = [(r, view.find(r["path"])) for r in rows]
     found = [(r, i) for r, i in found if i is not None]
     if view.is_text:
-        out["texts"] = [{**r, "text": _snippet(view.preview(i), 400)} for r, i in found]
+        out["texts"] = [{**r, "text": snippet(view.preview(i), 400)} for r, i in found]
     elif found:
         figs["worst_label_sets"] = plots.labelled_grid([(view.preview(i, 160), "missing " + ("|".join(r["missing"]) or "none"), "extra " + ("|".join(r["extra"]) or "none"), r["loss"])
                                                        for r, i in found])

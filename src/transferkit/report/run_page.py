@@ -52,14 +52,14 @@ def build_run_page(facts: RunFacts, view: DataView, with_embeddings: bool = True
 
     multi = ml.is_multilabel(facts)
     ctx["overview"] = _overview(facts)
-    ctx["cards"] = ml.cards(facts) if multi else _cards(facts)
+    ctx["cards"] = ml.cards(facts, fmt, fmt_seconds) if multi else _cards(facts)
     t0 = time.perf_counter()
     ctx["dataset"] = _dataset(facts, view, figs)
     timings["dataset"] = time.perf_counter() - t0
     ctx["results"] = _results(facts, figs)
     if multi:  # label sets: their own numbers, per-label table and worst items (report/multilabel_page.py)
         ctx["multilabel"] = ml.results(facts, figs)
-        ctx["worst"] = ml.worst(facts, view, figs)
+        ctx["worst"] = ml.worst(facts, view, figs, _snippet)
         skipped = (facts.metrics.get("calibration") or {}).get("skipped")
         if skipped:
             ctx["notes"].append(f"Multi-label run: {skipped}. The Trust section below therefore has no calibration, selective prediction or label audit.")
