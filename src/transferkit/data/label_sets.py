@@ -50,7 +50,7 @@ def primary_labels(Y: np.ndarray) -> np.ndarray:
     return np.where(Y.any(1), score.argmax(1), -1).astype(np.int64)
 
 
-def to_multilabel(ds, sets_note: str | None = None):
+def to_multilabel(ds):
     """In place: a dataset whose classes are `encode`d label sets -> classes = the labels, `Y`."""
     sets = [json.loads(ds.classes[int(c)]) for c in ds.labels]
     old = set(label_notes(ds.classes))
