@@ -34,9 +34,10 @@ CLI = {
     "activation_checkpointing": ["--activation-checkpointing"], "epochs": ["--epochs", "1"], "lr": ["--lr", "0.002"], "weight_decay": ["--weight-decay", "0.02"],
     "warmup_epochs": ["--warmup-epochs", "0.5"], "label_smoothing": ["--label-smoothing", "0.05"], "patience": ["--patience", "1"],
     "body_lr_mult": ["--body-lr-mult", "0.5"], "layer_decay": ["--layer-decay", "0.7"], "unfreeze": ["--unfreeze", "1"], "head_epochs": ["--head-epochs", "1"],
-    "augment": ["--augment", "strong"], "train_bn": ["--train-bn"], "workers": ["--workers", "0"],
+    "augment": ["--augment", "strong"], "train_bn": ["--train-bn"], "workers": ["--workers", "0"], "threshold": ["--threshold", "global"],
 }  # fmt: skip
-LOAD_OPTIONS = {"data_root", "text_column", "label_column"}  # checked where the data is read (test_bad_data, test_text_data)
+# checked where the data is read (test_bad_data, test_text_data; label sets: test_multilabel_train)
+LOAD_OPTIONS = {"data_root", "text_column", "label_column", "multi_label", "label_sep"}
 EVERY_RUN = {name for name, r in rules.RULES.items() if r is rules.ALWAYS}
 # (strategy, options that select a variant with other rules)
 VARIANTS = {
@@ -126,7 +127,7 @@ def test_an_option_acts_exactly_where_the_table_says(data, reads, tmp_path, moda
     for name in sorted(checked):
         want = rules.applies(name, STRATEGIES[strategy], modality, cfg)
         assert want == (name in reads.fields), f"{name}: the table says {'it acts' if want else 'refuse it'} for {strategy} {variant} on {modality}, but the run {'never read' if want else 'read'} it"
-    assert EVERY_RUN - LOAD_OPTIONS - {"out", "strategy"} <= reads.fields | {"data_root", "text_column", "label_column"}
+    assert EVERY_RUN - LOAD_OPTIONS - {"out", "strategy"} <= reads.fields | LOAD_OPTIONS
 
 
 def tk_modality(name):

@@ -25,6 +25,7 @@ from . import io as tkio
 from .errors import TransferkitError
 from .modality import InputError
 from .predictor import load_predictor
+from .topk import above
 from .topk import top_k as top_labels
 
 FSYNC_EVERY = 64  # batches between fsyncs of the journal (each batch is flushed to the OS)
@@ -62,8 +63,11 @@ def _chunks(it: Iterator, n: int) -> Iterator[list]:
         yield chunk
 
 
-def header(top_k: int, uncertain: bool = False) -> list[str]:
-    return ["path"] + [f"{n}{j}" for j in range(1, top_k + 1) for n in ("label", "prob")] + (["uncertain"] if uncertain else []) + ["error"]
+def header(top_k: int, uncertain: bool = False, label_sets: list[str] | None = None) -> list[str]:
+    """The output columns; `label_sets` (a multi-label model's classes): a `labels` column (every
+    label at or above its threshold, joined by '|') and one probability column per label first."""
+    sets = ["labels", *[f"p_{c}" for c in label_sets]] if label_sets is not None else []
+    return ["path", *sets] + [f"{n}{j}" for j in range(1, top_k + 1) for n in ("label", "prob")] + (["uncertain"] if uncertain else []) + ["error"]
 
 
 def predict_files(
@@ -114,7 +118,11 @@ def predict_files(
         raise TransferkitError(f"--min-confidence {min_confidence}: give a probability between 0 and 1 (e.g. 0.9)")
     k = max(1, min(int(top_k), len(pred.classes)))
     flag = min_confidence > 0
-    cols = header(k, flag)
+    multi = pred.thresholds is not None
+    if flag and multi:
+        raise TransferkitError(f"--min-confidence applies to single-label models; {pred.source} predicts label sets, each label against its own threshold (drop the option)")
+    cols = header(k, flag, pred.classes if multi else None)
+    n_sets = len(pred.classes) + 1 if multi else 0
     fmt = _format(out)
     total = sum(1 for _ in mod.iter_inputs(inputs, options))
     if total == 0:
@@ -142,11 +150,12 @@ def predict_files(
             by_pos = dict(zip(ok, probs))
             for j, rid in enumerate(ids):
                 if j in errs:
-                    writer.writerow([rid, *[""] * (2 * k), *([""] if flag else []), errs[j]])
+                    writer.writerow([rid, *[""] * (n_sets + 2 * k), *([""] if flag else []), errs[j]])
                     errors += 1
                 else:
                     labels, ps = top_labels(by_pos[j], pred.classes, k)
-                    writer.writerow([rid, *[v for lab, p in zip(labels, ps) for v in (lab, f"{p:.6f}")], *([str(ps[0] < min_confidence).lower()] if flag else []), ""])
+                    sets = ["|".join(above(by_pos[j], pred.classes, pred.thresholds)[0]), *[f"{p:.6f}" for p in by_pos[j]]] if multi else []
+                    writer.writerow([rid, *sets, *[v for lab, p in zip(labels, ps) for v in (lab, f"{p:.6f}")], *([str(ps[0] < min_confidence).lower()] if flag else []), ""])
             rows += len(ids)
             sink.flush()
             if journal is not None and b % FSYNC_EVERY == FSYNC_EVERY - 1:
@@ -160,7 +169,7 @@ def predict_files(
             sink.close()
     result = {"rows": done + rows, "new_rows": rows, "resumed_after": done, "errors_in_new_rows": errors, "seconds": time.perf_counter() - t0, "model": pred.source, "kind": pred.kind, "workers": n_workers}
     if journal is not None:
-        _finish(journal, Path(out), fmt, k, flag)
+        _finish(journal, Path(out), fmt, k, flag, pred.classes if multi else None)
         result["out"] = str(out)
     return result
 
@@ -235,7 +244,7 @@ def _repair(journal: Path, cols: list[str]) -> tuple[int, str | None]:
     return n, last
 
 
-def _finish(journal: Path, out: Path, fmt: str, k: int, uncertain: bool = False) -> None:
+def _finish(journal: Path, out: Path, fmt: str, k: int, uncertain: bool = False, label_sets: list[str] | None = None) -> None:
     meta = Path(str(journal) + ".json")
     if fmt == "csv":
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -246,7 +255,8 @@ def _finish(journal: Path, out: Path, fmt: str, k: int, uncertain: bool = False)
         import pyarrow.parquet as pq
 
         types = {"path": pa.string(), "error": pa.string(), **{f"label{j}": pa.string() for j in range(1, k + 1)}, **{f"prob{j}": pa.float64() for j in range(1, k + 1)},
-                 **({"uncertain": pa.bool_()} if uncertain else {})}
+                 **({"uncertain": pa.bool_()} if uncertain else {}),
+                 **({"labels": pa.string(), **{f"p_{c}": pa.float64() for c in label_sets}} if label_sets is not None else {})}
         reader = pacsv.open_csv(str(journal), convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False))
         with tkio.atomic_path(out) as tmp:
             with pq.ParquetWriter(str(tmp), reader.schema) as w:

@@ -126,7 +126,8 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
     budget_s = parse_duration(time_budget, "--time-budget")
     TrainConfig(data=str(data), **options).validate()  # shared options are checked before anything runs
     check_device(options)
-    ds = modalities.load_dataset(data, data_root=options.get("data_root"), text_column=options.get("text_column"), label_column=options.get("label_column"))
+    ds = modalities.load_dataset(data, data_root=options.get("data_root"), text_column=options.get("text_column"), label_column=options.get("label_column"),
+                             multi_label=options.get("multi_label"), label_sep=options.get("label_sep"))
     mod = modalities.of(ds)
     if strategies is None:
         strategies = for_modality(mod.name)
@@ -226,7 +227,9 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
         board = write_leaderboard(d, rows)
     if not dist.is_main:
         return []
-    if ensemble and sum(1 for r in rows if not r.get("error")) >= 2:
+    if ensemble and ds.multilabel:
+        log("no run ensemble: it averages softmax probabilities of single-label runs; these runs predict label sets")
+    elif ensemble and sum(1 for r in rows if not r.get("error")) >= 2:
         from . import run_ensemble
 
         try:
@@ -247,7 +250,8 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
     log(f"compared {len(rows)} runs in {time.perf_counter() - t0:.0f} s; leaderboard: {d / 'leaderboard.csv'}" + (f"; report: {page}" if page else ""))
     for r in rows:
         acc = r.get("test_accuracy")
-        log(f"  {r['run_dir'] or r['name']:36} " + (f"test accuracy {acc:.4f}" if acc is not None else (r["error"] if r["error"].startswith("skipped") else f"FAILED {r['error']}")))
+        score = f"test macro-F1 {r['macro_f1']:.4f}, mAP {r['mAP']:.4f}" if r.get("multilabel") and r.get("mAP") is not None else f"test accuracy {acc:.4f}" if acc is not None else None
+        log(f"  {r['run_dir'] or r['name']:36} " + (score or (r["error"] if r["error"].startswith("skipped") else f"FAILED {r['error']}")))
     return board
 
 

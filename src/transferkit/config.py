@@ -13,6 +13,7 @@ CLASS_WEIGHTS = ("none", "balanced")
 ENGINES = ("auto", "torch", "onnx")  # see features/engines.py
 CALIBRATIONS = ("temperature", "none")  # see calibrate.py
 TTAS = ("none", "flip", "flip+crops")  # see tta.py
+THRESHOLDS = ("per_label", "global")  # multi-label decision thresholds, chosen on validation (evaluate_multilabel.choose_thresholds)
 
 
 @dataclass
@@ -40,6 +41,9 @@ class TrainConfig:
     engine: str = "auto"  # image feature extraction: auto (measured per backbone) | torch (eager, channels-last) | onnx (ONNX Runtime)
     text_column: str | None = None  # texts: the CSV/TSV/JSONL column with the text; None: found from the header
     label_column: str | None = None  # texts: the column with the label; None: found from the header
+    multi_label: bool | None = None  # tables: True reads the label column as label sets (several labels per item); None: the data's shape decides (data/label_sets.py)
+    label_sep: str | None = None  # tables: the separator between an item's labels ('|', ';', ...); None: found from the data; implies multi-label
+    threshold: str = "per_label"  # multi-label: per_label (each label's F1-best threshold on validation) | global (one threshold, micro-F1-best on validation)
     max_length: int | None = None  # texts: tokens kept per text (longer ones truncated); None: the model's own
     cache_dir: str | None = None  # feature cache root; None: $TRANSFERKIT_CACHE or ~/.cache/transferkit
     out: str | None = None  # run folder; None: runs/<data>-<strategy>-<backbone>
@@ -114,9 +118,13 @@ class TrainConfig:
         for flag, v, ok, want in checks:
             if not ok:
                 raise TransferkitError(f"--{flag} {v}: must be {want}")
-        for flag, v, choices in (("augment", self.augment, AUGMENTS), ("class-weight", self.class_weight, CLASS_WEIGHTS), ("calibrate", self.calibrate, CALIBRATIONS), ("tta", self.tta, TTAS)):
+        for flag, v, choices in (("augment", self.augment, AUGMENTS), ("class-weight", self.class_weight, CLASS_WEIGHTS), ("calibrate", self.calibrate, CALIBRATIONS), ("tta", self.tta, TTAS), ("threshold", self.threshold, THRESHOLDS)):
             if v is not None and v not in choices:
                 raise TransferkitError(f"--{flag} {v}: choose one of {', '.join(choices)}")
+        if self.label_sep is not None and (not isinstance(self.label_sep, str) or not self.label_sep or self.label_sep != self.label_sep.strip() or len(self.label_sep) > 3):
+            raise TransferkitError(f"--label-sep {self.label_sep!r}: give the 1-3 characters between an item's labels, e.g. '|' or ';'")
+        if self.label_sep is not None and self.multi_label is False:
+            raise TransferkitError("--label-sep splits a label column into several labels: it contradicts --no-multi-label; drop one of them")
         return self
 
     def resolve(self, modality, strategy) -> "TrainConfig":
@@ -149,4 +157,4 @@ class TrainConfig:
 
 
 # fields whose None is meaningful (not "use the default")
-_NO_DEFAULT = {"data_root", "weights", "image_size", "crop_pct", "text_column", "label_column", "max_length", "cache_dir", "out", "workers", "backbone"}
+_NO_DEFAULT = {"multi_label", "label_sep", "data_root", "weights", "image_size", "crop_pct", "text_column", "label_column", "max_length", "cache_dir", "out", "workers", "backbone"}

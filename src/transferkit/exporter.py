@@ -38,15 +38,16 @@ PARITY_TOL = 1e-4  # max absolute difference of class probabilities, fp32 export
 
 
 class _Classifier(nn.Module):
-    """model inputs -> (probs, logits): what the exported file computes."""
+    """model inputs -> (probs, logits): what the exported file computes (label sets: each
+    label's sigmoid in the graph; the thresholds are in the metadata)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, sigmoid: bool = False):
         super().__init__()
-        self.model = model
+        self.model, self.sigmoid = model, sigmoid
 
     def forward(self, *inputs):
         logits = self.model(*inputs)
-        return logits.softmax(-1), logits
+        return (logits.sigmoid() if self.sigmoid else logits.softmax(-1)), logits
 
 
 @dataclass
@@ -114,7 +115,7 @@ def export(
     pre = run.preprocessor
     side_dir = out.parent / f"{out.stem}.tokenizer" if pre.side_files else None
     meta = build_metadata(run, format, opset if format == "onnx" else None, side_dir.name if side_dir else None)
-    module = _Classifier(copy.deepcopy(run.model).to("cpu", memory_format=torch.contiguous_format)).eval()
+    module = _Classifier(copy.deepcopy(run.model).to("cpu", memory_format=torch.contiguous_format), sigmoid=reference.thresholds is not None).eval()
     example = pre.example()
 
     tkio.remove_dead_temps(out)  # what killed exports to this path left
@@ -189,6 +190,14 @@ def build_metadata(run: Run, format: str, opset: int | None, tokenizer: str | No
     }
     if tokenizer:
         meta["tokenizer"] = tokenizer
+    from .multilabel_run import thresholds_of
+
+    t = thresholds_of(run.model)
+    if t is not None:  # label sets: every label at or above its threshold is predicted
+        meta.update(multilabel=True, thresholds=[float(x) for x in t], threshold_mode=(m.get("multilabel") or {}).get("thresholds", {}).get("mode"))
+        meta["outputs"] = {OUTPUT_NAMES[0]: "each label's probability (sigmoid), (batch, labels); a label is predicted when it is >= its threshold (metadata `thresholds`)",
+                           OUTPUT_NAMES[1]: "each label's logit, (batch, labels)"}
+        meta["test_metrics"] = {k: test.get(k) for k in ("n", "accuracy", "macro_f1", "micro_f1", "mAP")}
     return meta
 
 
@@ -234,6 +243,13 @@ def compare(reference: Predictor, candidate: Predictor, items: Items, batch_size
     ref, cand = np.concatenate(ref), np.concatenate(cand)
     single = candidate.predict_proba(pre.batch([items.load(0)]))
     diff = float(max(np.abs(ref - cand).max(), np.abs(single[0] - ref[0]).max()))
+    if reference.thresholds is not None:  # label sets: the same labels at or above the thresholds
+        t = reference.thresholds
+        sets_differ = ((ref >= t) != (cand >= t)).any(1)
+        mismatches = int(sets_differ.sum()) + int(((single[0] >= t) != (ref[0] >= t)).any())
+        res = {"n": len(items), "source": items.source, "max_abs_diff": diff, "labels_identical": mismatches == 0, "label_mismatches": mismatches,
+               "labels_agree": int((~sets_differ).sum()), "_proba": cand}
+        return res
     mismatches = int((ref.argmax(1) != cand.argmax(1)).sum()) + int(single[0].argmax() != ref[0].argmax())
     res = {"n": len(items), "source": items.source, "max_abs_diff": diff, "labels_identical": mismatches == 0, "label_mismatches": mismatches}
     res["labels_agree"] = int((ref.argmax(1) == cand.argmax(1)).sum())
@@ -273,7 +289,7 @@ def split_items(run: Run, split: str, limit: int | None = None) -> Items:
     splits = tkio.read_json(run.dir / "splits.json")
     ids = list(splits.get(split, []))[:limit]
     labels = evaluated = None
-    if split == "test" and (run.dir / "predictions.csv").is_file():
+    if split == "test" and (run.dir / "predictions.csv").is_file() and not run.config.multi_label:
         import csv
 
         with open(run.dir / "predictions.csv", newline="", encoding="utf-8") as fh:
@@ -292,7 +308,7 @@ def split_items(run: Run, split: str, limit: int | None = None) -> Items:
         ds = None
         for src in sources:
             try:
-                ds = load_dataset(src, check_images=False, data_root=cfg.data_root, text_column=cfg.text_column, label_column=cfg.label_column)
+                ds = load_dataset(src, check_images=False, data_root=cfg.data_root, text_column=cfg.text_column, label_column=cfg.label_column, multi_label=cfg.multi_label, label_sep=cfg.label_sep)
                 break
             except TransferkitError:
                 continue
@@ -303,7 +319,8 @@ def split_items(run: Run, split: str, limit: int | None = None) -> Items:
     except (TransferkitError, KeyError):
         raise TransferkitError(f"{run.dir}: the run's {split} items ({cfg.data}) are not on this machine; pass --parity-data with {run.modality.unit}s to check the export on") from None
     mod, dc = run.modality, run.data_config
-    return Items(ids, lambda i: mod.raw_item(ds, idx[i], dc), labels if labels is not None else ds.labels[idx], evaluated, split)
+    known = labels if labels is not None else (None if ds.multilabel else ds.labels[idx])
+    return Items(ids, lambda i: mod.raw_item(ds, idx[i], dc), known, evaluated, split)
 
 
 # --- int8 ------------------------------------------------------------------------------------

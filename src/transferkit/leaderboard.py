@@ -10,7 +10,7 @@ from . import io as tkio
 FIELDS = [
     "name", "strategy", "backbone", "test_accuracy", "macro_f1", "weighted_f1", "val_accuracy", "train_accuracy",
     "params_total", "params_trainable", "train_s", "features_s", "predict_ms", "peak_mem_mb", "train_peak_mb", "predict_peak_mb",
-    "image_size", "epochs_run", "ece", "run_dir", "error",
+    "image_size", "epochs_run", "ece", "mAP", "micro_f1", "multilabel", "run_dir", "error",
 ]  # fmt: skip
 
 
@@ -45,6 +45,9 @@ def leaderboard_row(m: dict, cfg, feature_s_per_item: float | None = None) -> di
         "image_size": _image_size(cfg),
         "epochs_run": mod.get("epochs_run"),
         "ece": (((m.get("calibration") or {}).get("test") or {}).get("after") or {}).get("ece"),
+        "mAP": m["test"].get("mAP"),  # label sets only (test_accuracy is then the subset accuracy)
+        "micro_f1": m["test"].get("micro_f1"),
+        "multilabel": bool(m["test"].get("multilabel")),
     }
 
 

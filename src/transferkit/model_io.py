@@ -135,7 +135,8 @@ def _completed(spec: dict, cfg, n_classes: int) -> dict:
 
 
 def predict_proba(model, batch, placement=None) -> "np.ndarray":  # noqa: F821
-    """Class probabilities of `model` (a torch module, or a tf-idf model) for one batch."""
+    """Class probabilities of `model` (a torch module, or a tf-idf model) for one batch (label
+    sets: each label's probability, sigmoid of its logit)."""
     import numpy as np
 
     from .loop.devices import to_device
@@ -146,7 +147,9 @@ def predict_proba(model, batch, placement=None) -> "np.ndarray":  # noqa: F821
     device = placement.device if placement is not None else torch.device("cpu")
     with torch.inference_mode(), (placement.autocast() if placement is not None else _null()):
         logits = forward(model, to_device(batch, device), channels_last=isinstance(batch, torch.Tensor) and batch.ndim == 4)
-    return logits.float().softmax(-1).cpu().numpy()
+    from .models import is_multilabel
+
+    return (logits.float().sigmoid() if is_multilabel(model) else logits.float().softmax(-1)).cpu().numpy()
 
 
 def _null():

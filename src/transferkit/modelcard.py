@@ -20,6 +20,20 @@ def _f(v, d=4) -> str:
     return "–" if v is None else f"{v:.{d}f}" if isinstance(v, float) else str(v)
 
 
+def multilabel_metric_lines(test: dict, classes: list[str], meta: dict) -> list[str]:
+    """The test numbers of a multi-label model and each label's threshold (chosen on validation)."""
+    mode = (meta.get("threshold_mode") or "per_label").replace("_", "-")
+    out = [f"Each {len(classes)} label is decided on its own: predicted when its probability is at or above its {mode} threshold, chosen on the validation split (F1-best) "
+           "and stored in the file's metadata (`thresholds`).", "",
+           f"n = {test['n']}: macro-F1 **{test['f1_macro']:.4f}**, micro-F1 {test['f1_micro']:.4f}, sample-F1 {test['f1_samples']:.4f}, "
+           f"mAP {_f(test.get('mean_average_precision'))}, subset accuracy {test['subset_accuracy']:.4f}, Hamming loss {test['hamming_loss']:.4f}.", "",
+           "| label | threshold | precision | recall | F1 | AP | support |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for c in classes:
+        pl = test["per_label"][c]
+        out.append(f"| {c} | {pl['threshold']:.3f} | {pl['precision']:.3f} | {pl['recall']:.3f} | {pl['f1']:.3f} | {_f(pl['ap'])} | {pl['support']} |")
+    return out
+
+
 def model_card(run, result, items) -> str:
     cfg, m = run.config, run.metrics
     meta, par = result.metadata, result.parity
@@ -59,7 +73,9 @@ def model_card(run, result, items) -> str:
         "## Metrics (held-out test split)",
         "",
     ]
-    if test.get("n"):
+    if test.get("multilabel"):
+        lines += multilabel_metric_lines(test, classes, meta)
+    elif test.get("n"):
         lo, hi = wilson(round(test["accuracy"] * test["n"]), test["n"])
         lines += [
             f"Accuracy **{test['accuracy']:.4f}** (95% interval {lo:.3f}–{hi:.3f}, n = {test['n']}), macro-F1 {test['macro_f1']:.4f}, log-loss {test.get('log_loss', float('nan')):.4f}.",
@@ -111,7 +127,10 @@ def model_card(run, result, items) -> str:
         "## Input and output",
         "",
         *mod.card_input_lines(dc, meta),
-        "- Outputs: `probs` (calibrated softmax probabilities, batch × classes) and `logits` (divided by the temperature). Labels are in the metadata (`labels`), in output order.",
+        ("- Outputs: `probs` (each label's sigmoid probability, batch × labels) and `logits`. A label is predicted when its probability is at or above its threshold "
+         "(metadata `thresholds`, in label order; the table above); an input may get several labels or none. Labels are in the metadata (`labels`), in output order."
+         if meta.get("multilabel") else
+         "- Outputs: `probs` (calibrated softmax probabilities, batch × classes) and `logits` (divided by the temperature). Labels are in the metadata (`labels`), in output order."),
         "",
         "```",
         "transferkit predict " + name + " " + mod.example_input + " --out labels.csv      # same labels as the run folder",

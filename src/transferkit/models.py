@@ -228,4 +228,12 @@ def build_model(spec: dict) -> nn.Module:
     kind = spec.get("kind")
     if kind not in BUILDERS:
         raise ValueError(f"unknown model kind {kind!r}")
-    return BUILDERS[kind](spec)
+    model = BUILDERS[kind](spec)
+    if spec.get("output") == "sigmoid":  # label sets: the outputs and thresholds travel with the spec
+        model.spec = {**model.spec, "output": "sigmoid", "thresholds": list(spec.get("thresholds") or [])}
+    return model
+
+
+def is_multilabel(model) -> bool:
+    """Whether a model's outputs are independent per-label logits (sigmoid), not one softmax."""
+    return (getattr(model, "spec", None) or {}).get("output") == "sigmoid"

@@ -54,7 +54,7 @@ def load_for(cfg: TrainConfig):
     """The dataset a config names, read with the config's data options."""
     from .modality import load_dataset
 
-    return load_dataset(cfg.data, data_root=cfg.data_root, text_column=cfg.text_column, label_column=cfg.label_column)
+    return load_dataset(cfg.data, data_root=cfg.data_root, text_column=cfg.text_column, label_column=cfg.label_column, multi_label=cfg.multi_label, label_sep=cfg.label_sep)
 
 
 def prepare_config(data, options: dict, ds) -> TrainConfig:
@@ -67,6 +67,9 @@ def prepare_config(data, options: dict, ds) -> TrainConfig:
     mod = modalities.of(ds)
     strategy = check_supports(cfg.strategy, mod.name)
     cfg.resolve(mod, strategy)
+    cfg.multi_label = bool(getattr(ds, "multilabel", False))  # what the data turned out to be (a report reloads it so)
+    if cfg.multi_label and not strategy.multilabel:
+        raise TransferkitError(f"--strategy {cfg.strategy} is for one label per item; {data} holds label sets: use probe, head, partial or finetune (or --no-multi-label)")
     option_rules.check(set(options) - {"strategy"}, strategy, mod.name, cfg)
     from .backbones.ensemble import is_ensemble
 
@@ -107,7 +110,8 @@ def train(data: str | None = None, resume: str | None = None, **options) -> Run:
             check_target(options["out"], protect)  # refuse a bad --out before any work
         from .modality import load_dataset
 
-        ds = load_dataset(data, data_root=options.get("data_root"), text_column=options.get("text_column"), label_column=options.get("label_column"))
+        ds = load_dataset(data, data_root=options.get("data_root"), text_column=options.get("text_column"), label_column=options.get("label_column"),
+                             multi_label=options.get("multi_label"), label_sep=options.get("label_sep"))
         cfg = prepare_config(data, options, ds)
     t_start = time.perf_counter()
     protect = [cfg.data] if Path(cfg.data).expanduser().exists() else []
@@ -171,7 +175,11 @@ def run_prepared(cfg: TrainConfig, ds, splits, checks, resume_state: dict | None
     try:
         with PeakMemory() as mem_train:
             trained = function(cfg.strategy)(ctx)  # None on the ranks that leave the fit to rank 0
-            if trained is not None:
+            if trained is not None and ds.multilabel:
+                from .multilabel_run import set_thresholds
+
+                set_thresholds(ctx, trained)  # calibration, TTA and the trust steps assume a softmax: skipped, and said so
+            elif trained is not None:
                 _calibrate(ctx, trained)
                 if dist.is_main:
                     from .tta_eval import apply_tta
@@ -208,7 +216,10 @@ def run_prepared(cfg: TrainConfig, ds, splits, checks, resume_state: dict | None
         f()
     m = metrics["test"]
     ran = f"; backbone ran on {ctx.timing['backbone_runs']} items" if "backbone_runs" in ctx.timing else ""
-    log(f"test accuracy {m.get('accuracy', float('nan')):.4f}, macro-F1 {m.get('macro_f1', float('nan')):.4f}{ran}")
+    if m.get("multilabel"):
+        log(f"test macro-F1 {m['macro_f1']:.4f}, mAP {m['mAP'] if m['mAP'] is not None else float('nan'):.4f}, micro-F1 {m['micro_f1']:.4f}, subset accuracy {m['accuracy']:.4f}{ran}")
+    else:
+        log(f"test accuracy {m.get('accuracy', float('nan')):.4f}, macro-F1 {m.get('macro_f1', float('nan')):.4f}{ran}")
     report = write_reports(final, ds) if reports else None
     log(f"run folder: {final}" + (f"  (report: {report})" if report else ""))
     return Run.load(final)
@@ -325,6 +336,13 @@ def _write_run(out: RunFolder, ctx, trained, checks) -> None:
 
         cols = HISTORY_COLUMNS if set(history[0]) <= set(HISTORY_COLUMNS) else list(history[0])
         tkio.write_csv(out / "history.csv", cols, [[h.get(c) for c in cols] for h in history])
+    if ds.multilabel:  # label sets: their own numbers and predictions file (multilabel_run.py)
+        from .multilabel_run import metrics_json, write_predictions
+
+        tkio.write_json(out / "metrics.json", metrics_json(ctx, trained, params_total, params_trainable))
+        _write_proba(out, trained, sp)
+        write_predictions(out / "predictions.csv", ctx, trained, *mod.prediction_columns(ds, sp.test))
+        return
     y = {name: ds.labels[getattr(sp, name)] for name in ("train", "val", "test")}
     metrics = {name: evaluate(y[name], trained.proba[name], ds.classes) for name in ("test", "val", "train")}
     metrics["calibration"] = {
@@ -352,14 +370,18 @@ def _write_run(out: RunFolder, ctx, trained, checks) -> None:
         },
     )
     tkio.write_json(out / "metrics.json", metrics)
-    with tkio.atomic_path(out / PROBA_FILE) as tmp:  # what run ensembles are chosen from (validation) and scored on (test)
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **{f"{s}_{k}": v for s in ("val", "test") for k, v in (("proba", np.asarray(trained.proba[s], dtype=np.float32)), ("items", np.asarray(getattr(sp, s))))})
+    _write_proba(out, trained, sp)
     proba = trained.proba["test"]
     # p_true: probability given to the true class (its -log is the item's loss)
     rows = [[ds.display_path(i), ds.classes[ds.labels[i]], ds.classes[int(p.argmax())], f"{float(p.max()):.4f}", f"{float(p[ds.labels[i]]):.4f}"] for i, p in zip(sp.test, proba)]
     extra_cols, extra = mod.prediction_columns(ds, sp.test)
     tkio.write_csv(out / "predictions.csv", ["path", "true", "predicted", "confidence", "p_true", *extra_cols], [r + e for r, e in zip(rows, extra)])
+
+
+def _write_proba(out: RunFolder, trained, sp) -> None:
+    with tkio.atomic_path(out / PROBA_FILE) as tmp:  # what run ensembles are chosen from (validation) and scored on (test)
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **{f"{s}_{k}": v for s in ("val", "test") for k, v in (("proba", np.asarray(trained.proba[s], dtype=np.float32)), ("items", np.asarray(getattr(sp, s))))})
 
 
 def _time_prediction(out: RunFolder, ctx, n: int = 32) -> dict:

@@ -35,6 +35,8 @@ class Predictor:
         self.modality = modality
         self.preprocessor = preprocessor
         self.meta = meta or {}  # everything the artifact says about itself (run, metrics, ...)
+        t = self.meta.get("thresholds") if self.meta.get("multilabel") else None
+        self.thresholds = None if t is None else np.asarray(t, dtype=np.float64)  # label sets: (L,) decision thresholds; None: one label per input
 
     @property
     def input_size(self) -> int | None:
@@ -55,10 +57,11 @@ class Predictor:
         from .modality import InputError
         from .topk import predict_refs
 
-        return predict_refs(self.predict_proba, self.preprocessor, self.classes, refs, top_k, batch_size, InputError)
+        return predict_refs(self.predict_proba, self.preprocessor, self.classes, refs, top_k, batch_size, InputError, self.thresholds)
 
     def describe(self) -> dict:
-        return {"source": self.source, "kind": self.kind, "modality": self.modality.name, "classes": len(self.classes), "input_size": self.input_size}
+        return {"source": self.source, "kind": self.kind, "modality": self.modality.name, "classes": len(self.classes), "input_size": self.input_size,
+                "multilabel": self.thresholds is not None}
 
 
 class TorchPredictor(Predictor):
@@ -69,6 +72,7 @@ class TorchPredictor(Predictor):
     def __init__(self, run, placement=None):
         super().__init__(str(run.dir), run.classes, run.data_config, run.modality, run.preprocessor, {"run": str(run.dir), "config": run.config.to_dict()})
         self.run, self.placement = run, placement
+        self.thresholds = run.thresholds
         if placement is not None and isinstance(run.model, torch.nn.Module):
             run.model.to(placement.device)
 
@@ -171,6 +175,10 @@ def checked_metadata(raw, path: Path, n_outputs: int | None = None) -> tuple[dic
         raise TransferkitError(f"{path}: its metadata has no valid labels (a list of class names); {again}")
     if n_outputs is not None and n_outputs != len(labels):
         raise TransferkitError(f"{path}: its metadata names {len(labels)} labels but the model has {n_outputs} outputs; {again}")
+    if meta.get("multilabel"):
+        t = meta.get("thresholds")
+        if not (isinstance(t, list) and len(t) == len(labels) and all(isinstance(x, (int, float)) and 0.0 <= x <= 1.0 for x in t)):
+            raise TransferkitError(f"{path}: its metadata says multi-label but has no valid thresholds (one probability per label); {again}")
     kind = meta.get("modality", "image")
     if kind not in modalities.MODALITIES:
         raise TransferkitError(f"{path}: its metadata names an unknown kind of input ({kind!r}); {again}")

@@ -75,6 +75,13 @@ class Run:
         return self._model
 
     @property
+    def thresholds(self):
+        """Label sets: each label's decision threshold (L,), chosen on validation; None for one label per item."""
+        from .multilabel_run import thresholds_of
+
+        return thresholds_of(self.model) if self.config.multi_label else None
+
+    @property
     def preprocessor(self):
         """Raw inputs -> model inputs, as the run trained on them (transforms or its tokenizer)."""
         if self._pre is None:
@@ -96,7 +103,7 @@ class Run:
         from .model_io import predict_proba
         from .modality import InputError
 
-        yield from predict_refs(lambda b: predict_proba(self.model, b), self.preprocessor, self.classes, refs, top_k, batch_size, InputError)
+        yield from predict_refs(lambda b: predict_proba(self.model, b), self.preprocessor, self.classes, refs, top_k, batch_size, InputError, self.thresholds)
 
 
 def read_json(path: Path, kind: type):

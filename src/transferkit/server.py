@@ -26,6 +26,7 @@ from .errors import TransferkitError
 from .modality import Refused
 from .modality.image import IMAGE_TYPES
 from .predictor import Predictor, load_predictor
+from .topk import above
 from .topk import top_k as top_labels
 
 PAGE = Path(__file__).parent / "static" / "index.html"
@@ -203,9 +204,11 @@ def create_app(model, limits: Limits | None = None, device: str = "cpu", **overr
     class Prediction(BaseModel):
         filename: str | None = None  # image models: the uploaded file's name
         text: str | None = None  # text models: the text (shortened to 300 characters)
-        labels: list[str]
+        labels: list[str]  # multi-label models: every label at or above its threshold (maybe none), most probable first
         probs: list[float]
         uncertain: bool = False  # the top probability is below --min-confidence
+        top_labels: list[str] | None = None  # multi-label models: the top-k labels whatever their thresholds
+        top_probs: list[float] | None = None
 
     class PredictResponse(BaseModel):
         predictions: list[Prediction]
@@ -297,6 +300,10 @@ def create_app(model, limits: Limits | None = None, device: str = "cpu", **overr
         out = []
         for (field, name), p in zip(names, probs):
             labels, ps = top_labels(p, pred.classes, top_k)
+            if pred.thresholds is not None:  # label sets
+                chosen, cps = above(p, pred.classes, pred.thresholds)
+                out.append(Prediction(**{field: name}, labels=chosen, probs=[round(v, 6) for v in cps], top_labels=labels, top_probs=[round(v, 6) for v in ps]))
+                continue
             out.append(Prediction(**{field: name}, labels=labels, probs=[round(v, 6) for v in ps], uncertain=bool(ps[0] < limits.min_confidence)))
         return PredictResponse(predictions=out, model=pred.kind)
 

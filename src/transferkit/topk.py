@@ -11,19 +11,32 @@ def top_k(p: np.ndarray, classes: list[str], k: int) -> tuple[list[str], list[fl
     return [classes[int(t)] for t in order], [float(p[t]) for t in order]
 
 
-def prediction_rows(classes: list[str], refs: list, proba_by_pos: dict, errors: dict, k: int) -> list[dict]:
-    """Rows for `refs` in order: top-k labels of the predicted ones, the reason of the others."""
+def above(p: np.ndarray, classes: list[str], thresholds) -> tuple[list[str], list[float]]:
+    """Label sets: (labels, probabilities) of every label at or above its threshold, most probable first."""
+    p = np.asarray(p)
+    order = [int(t) for t in np.argsort(-p, kind="stable") if p[t] >= thresholds[t]]
+    return [classes[t] for t in order], [float(p[t]) for t in order]
+
+
+def prediction_rows(classes: list[str], refs: list, proba_by_pos: dict, errors: dict, k: int, thresholds=None) -> list[dict]:
+    """Rows for `refs` in order: top-k labels of the predicted ones, the reason of the others.
+    Label sets (`thresholds` (L,) given): `labels` / `probs` are every label at or above its
+    threshold (none is a valid answer), and `top_labels` / `top_probs` the k most probable."""
     rows = []
     for j, ref in enumerate(refs):
         if j in errors:
-            rows.append({"path": ref.id, "labels": [], "probs": [], "error": errors[j]})
+            rows.append({"path": ref.id, "labels": [], "probs": [], "error": errors[j], **({"top_labels": [], "top_probs": []} if thresholds is not None else {})})
+        elif thresholds is not None:
+            labels, probs = above(proba_by_pos[j], classes, thresholds)
+            tl, tp = top_k(proba_by_pos[j], classes, k)
+            rows.append({"path": ref.id, "labels": labels, "probs": probs, "top_labels": tl, "top_probs": tp, "error": ""})
         else:
             labels, probs = top_k(proba_by_pos[j], classes, k)
             rows.append({"path": ref.id, "labels": labels, "probs": probs, "error": ""})
     return rows
 
 
-def predict_refs(proba, preprocessor, classes: list[str], refs, k: int = 5, batch_size: int = 32, input_error=Exception):
+def predict_refs(proba, preprocessor, classes: list[str], refs, k: int = 5, batch_size: int = 32, input_error=Exception, thresholds=None):
     """One row per input ref ({'path', 'labels', 'probs', 'error'}), streamed in batches:
     `preprocessor` loads and prepares each input (raising `input_error` for an unusable one),
     `proba(batch)` gives the probabilities of a collated batch."""
@@ -38,4 +51,4 @@ def predict_refs(proba, preprocessor, classes: list[str], refs, k: int = 5, batc
             except input_error as exc:
                 errors[j] = str(exc)
         probs = proba(preprocessor.collate(items)) if items else np.zeros((0, len(classes)))
-        yield from prediction_rows(classes, chunk, dict(zip(pos, probs)), errors, k)
+        yield from prediction_rows(classes, chunk, dict(zip(pos, probs)), errors, k, thresholds)

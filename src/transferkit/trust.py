@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import TransferkitError
 from .log import log
 
 TARGET_ACCURACY = 0.95  # selective prediction: the confidence threshold that reaches this on validation
@@ -126,6 +127,9 @@ def audit_dataset(data, out=None, *, backbone: str | None = None, weights=None, 
 
     TrainConfig(data=str(data), val_size=val_size, test_size=test_size, near_dup_threshold=near_dup_threshold).validate()
     ds = modalities.load_dataset(data, data_root=data_root, text_column=text_column, label_column=label_column)
+    if ds.multilabel:
+        raise TransferkitError(f"transferkit audit {data}: the label audit (confident learning) is for one label per item; this data holds label sets. "
+                               "Its data checks (rare and always co-occurring labels) are in any run's page: transferkit train DATA")
     mod = modalities.of(ds)
     cfg = TrainConfig(data=str(data), strategy="probe", backbone=backbone, weights=weights, pretrained=pretrained, image_size=image_size, max_length=max_length, seed=seed,
                       val_size=val_size, test_size=test_size, cache_dir=cache_dir, batch_size=batch_size, device=device).validate().resolve(mod, get("probe"))

@@ -115,7 +115,8 @@ def tune(data, strategy: str = "probe", trials: int = 20, time_budget=None, out=
         options.pop(bad, None)
     TrainConfig(data=str(data), strategy=strategy, seed=seed, **options).validate()
     check_device(options)
-    ds = modalities.load_dataset(data, data_root=options.get("data_root"), text_column=options.get("text_column"), label_column=options.get("label_column"))
+    ds = modalities.load_dataset(data, data_root=options.get("data_root"), text_column=options.get("text_column"), label_column=options.get("label_column"),
+                             multi_label=options.get("multi_label"), label_sep=options.get("label_sep"))
     mod = modalities.of(ds)
     s = check_supports(strategy, mod.name)
     base_cfg = prepare_config(data, {**options, "strategy": strategy, "seed": seed}, ds)

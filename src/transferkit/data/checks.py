@@ -32,6 +32,8 @@ def check_dataset(ds: ItemDataset, splits: Splits | None = None) -> CheckResult:
 
     Works on any dataset by its labels and content keys (images: file bytes; texts: the text).
     """
+    if getattr(ds, "Y", None) is not None:
+        return _check_multilabel(ds, splits)
     unit = ds.unit  # "image" or "text"
     where_classes = "each in its own sub-folder" if ds.kind == "image" else "in the label column or class sub-folders"
     counts = ds.class_counts()
@@ -82,6 +84,47 @@ def check_dataset(ds: ItemDataset, splits: Splits | None = None) -> CheckResult:
         res.warnings.append(f"{res.duplicates} items are identical copies of another item (kept in the same split unless the source came split)")
     if res.contradictions:
         res.warnings.append(f"{len(res.contradictions)} identical {unit}(s) filed under different classes (contradictory labels), e.g. {res.contradictions[0]['items'][:2]}")
+    if res.leakage:
+        res.warnings.append(f"{len(res.leakage)} identical {unit}(s) appear in more than one split (leakage inflates test scores), e.g. {res.leakage[0]['items'][:2]}")
+    return res
+
+
+def _check_multilabel(ds: ItemDataset, splits: Splits | None) -> CheckResult:
+    """The checks of label sets: at least 2 labels to learn, rare and always co-occurring labels
+    (data/multilabel.py `multilabel_checks`), skipped rows, duplicates and leakage."""
+    from .multilabel import multilabel_checks
+
+    unit, counts = ds.unit, ds.class_counts()
+    where = ds.root or ds.name
+    present = [c for c, n in counts.items() if n > 0]
+    if len(present) < 2:
+        raise TransferkitError(f"{where}: found {len(present)} label(s) on its {unit}s ({', '.join(present) or 'none'}); a multi-label classifier needs at least 2 labels in the label column")
+    if splits is not None and int((ds.Y[splits.train].sum(0) > 0).sum()) < 1:
+        raise TransferkitError(f"{where}: no training {unit} has a label; add labelled training {unit}s")
+    res = CheckResult()
+    res.skipped = [{"item": s.item, "reason": s.reason} for s in ds.skipped]
+    res.ignored = [{"item": s.item, "reason": s.reason} for s in getattr(ds, "ignored", [])]
+    if ds.skipped:
+        res.warnings.append(f"{len(ds.skipped)} file(s) or row(s) skipped: unreadable, empty, not {unit}s, blank or duplicate rows (each listed with its reason in checks.json)")
+    if splits is not None:
+        res.warnings.extend(multilabel_checks(ds.Y, ds.classes, splits))
+    res.warnings.extend(ds.notes)
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for i, k in enumerate(ds.keys):
+        by_key[k].append(i)
+    assigned = splits.assignment(len(ds)) if splits is not None else None
+    for members in (m for m in by_key.values() if len(m) > 1):
+        res.duplicates += len(members)
+        items = [ds.display_path(i) for i in members]
+        sets = {tuple(np.flatnonzero(ds.Y[i])) for i in members}
+        if len(sets) > 1:
+            res.contradictions.append({"items": items, "labels": sorted("|".join(ds.classes[j] for j in s) for s in sets)})
+        if assigned is not None and len({assigned[i] for i in members}) > 1:
+            res.leakage.append({"items": items, "splits": [assigned[i] for i in members]})
+    if res.duplicates:
+        res.warnings.append(f"{res.duplicates} items are identical copies of another item (kept in the same split unless the source came split)")
+    if res.contradictions:
+        res.warnings.append(f"{len(res.contradictions)} identical {unit}(s) with different label sets, e.g. {res.contradictions[0]['items'][:2]}")
     if res.leakage:
         res.warnings.append(f"{len(res.leakage)} identical {unit}(s) appear in more than one split (leakage inflates test scores), e.g. {res.leakage[0]['items'][:2]}")
     return res

@@ -43,6 +43,16 @@ class ItemDataset:
     notes: list[str] = field(default_factory=list)  # remarks about the source, shown in checks
     root: str | None = None  # folder paths are shown relative to
     kind: str = "image"  # "image" or "text": picks backbones, strategies and prediction inputs
+    Y: np.ndarray | None = None  # multi-label data: uint8 (N, L) 0/1, Y[i, j] = 1 if item i has classes[j]; `labels` is then each item's most frequent label (-1: none), for colouring plots only
+
+    @property
+    def multilabel(self) -> bool:
+        """Whether items carry label sets (`Y`) rather than one label each."""
+        return self.Y is not None
+
+    def target(self, i: int):
+        """What the loss compares item i's output with: its class index, or its (L,) float32 0/1 row."""
+        return self.Y[i].astype(np.float32) if self.Y is not None else int(self.labels[i])
 
     @property
     def unit(self) -> str:
@@ -60,7 +70,8 @@ class ItemDataset:
         return self.item_id(i)
 
     def class_counts(self) -> dict[str, int]:
-        counts = np.bincount(self.labels, minlength=len(self.classes))
+        """Items per class (multi-label: items holding each label)."""
+        counts = self.Y.sum(0) if self.Y is not None else np.bincount(self.labels, minlength=len(self.classes))
         return {c: int(n) for c, n in zip(self.classes, counts)}
 
 
@@ -115,6 +126,7 @@ class ImageDataset(ItemDataset):
             ignored=self.ignored,
             notes=self.notes,
             root=self.root,
+            Y=None if self.Y is None else self.Y[idx],
         )
 
     def display_path(self, i: int) -> str:
@@ -158,6 +170,7 @@ class TextDataset(ItemDataset):
             ignored=self.ignored,
             notes=self.notes,
             root=self.root,
+            Y=None if self.Y is None else self.Y[idx],
             texts=[self.texts[i] for i in idx],
             ids=[self.ids[i] for i in idx],
         )

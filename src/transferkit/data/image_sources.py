@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from ..errors import TransferkitError
 from .dataset import ImageDataset, Skipped, content_key
 from .images import IMAGE_EXTENSIONS, ImageDecodeError, open_rgb
+from .label_sets import encode, read_label_cells, to_multilabel
 from .labels import label_notes, sort_labels
 from .layout import LABEL_COLUMNS, PATH_COLUMNS, SPLIT_ALIASES, SPLIT_NAMES, find_column, is_junk
 from .tables import cell_text, pick_column, read_table
@@ -192,9 +193,11 @@ def within(root: Path, listed: str) -> Path | None:
     return Path(full) if inside else None
 
 
-def load_image_table(csv_path: Path, check: bool = True, data_root: Path | None = None, label_column: str | None = None) -> ImageDataset:
+def load_image_table(csv_path: Path, check: bool = True, data_root: Path | None = None, label_column: str | None = None, multi_label: bool | None = None,
+                     label_sep: str | None = None) -> ImageDataset:
     """A table with a path and a label column (`label_column`, or found from the header);
-    paths relative to `data_root` (default: the table's folder) and inside it."""
+    paths relative to `data_root` (default: the table's folder) and inside it. A label column
+    of label sets ('a|b', JSON lists; see data/label_sets.py) gives a multi-label dataset."""
     table = read_table(csv_path)
     header, rows = table.columns, table.rows
     if not rows:
@@ -209,8 +212,10 @@ def load_image_table(csv_path: Path, check: bool = True, data_root: Path | None 
     skipped: list[Skipped] = []
     paths, names, outside = [], [], []
     first_line: dict[tuple[str, str], int] = {}
-    for n, row in rows:
-        p, label = cell_text(row.get(path_col)).strip(), cell_text(row.get(label_col)).strip()
+    sets = read_label_cells([row.get(label_col) for _, row in rows], multi_label, label_sep, csv_path)
+    for j, (n, row) in enumerate(rows):
+        p = cell_text(row.get(path_col)).strip()
+        label = encode(sets[j]) if sets is not None else cell_text(row.get(label_col)).strip()
         if not p or not label:
             skipped.append(Skipped(f"{csv_path}:{n}", "blank " + ("path" if not p else "label")))
             continue
@@ -236,7 +241,7 @@ def load_image_table(csv_path: Path, check: bool = True, data_root: Path | None 
     index = {c: i for i, c in enumerate(classes)}
     ds = _build(csv_path.stem, classes, paths, [index[x] for x in names], None, skipped, root, check)
     ds.notes += label_notes(ds.classes)
-    return ds
+    return to_multilabel(ds) if sets is not None else ds
 
 
 # ------------------------------------------------------------------------------- reading files

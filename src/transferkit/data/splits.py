@@ -56,6 +56,10 @@ def make_splits(ds: ItemDataset, val_size: float = 0.15, test_size: float = 0.15
     if val_size + test_size >= 1.0:
         raise TransferkitError(f"--val-size {val_size} + --test-size {test_size} leave nothing to train on; keep their sum below 1")
     n = len(ds)
+    if getattr(ds, "Y", None) is not None and ds.given_split is None:  # label sets: stratified per label, as stable (data/multilabel.py)
+        from .multilabel import multilabel_split
+
+        return Splits(*(np.sort(p).astype(np.int64) for p in multilabel_split(ds.Y, ds.keys, val_size, test_size, seed)))
     u = np.array([_u(seed, k) for k in ds.keys])
     if ds.given_split is not None:
         given = np.asarray(ds.given_split, dtype=object)
@@ -78,7 +82,8 @@ def make_splits(ds: ItemDataset, val_size: float = 0.15, test_size: float = 0.15
         split[u < test_size] = "test"
         movable = np.ones(n, dtype=bool)
         wanted = [name for name, size in (("test", test_size), ("val", val_size)) if size > 0]
-    _balance_small_classes(ds.labels, ds.keys, u, split, movable, wanted)
+    if getattr(ds, "Y", None) is None:  # a given split of label sets: carved by the hash alone
+        _balance_small_classes(ds.labels, ds.keys, u, split, movable, wanted)
     idx = np.arange(n)
     return Splits(idx[split == "train"], idx[split == "val"], idx[split == "test"])
 

@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import TransferkitError
 from .dataset import Skipped, TextDataset, text_key
 from .images import IMAGE_EXTENSIONS
+from .label_sets import encode, read_label_cells, to_multilabel
 from .labels import label_notes, sort_labels
 from .layout import LABEL_COLUMNS, SPLIT_ALIASES, SPLIT_COLUMN, SPLIT_NAMES, TEXT_COLUMNS, TEXT_SUFFIXES, is_junk
 from .tables import cell_text, pick_column, read_table
@@ -49,11 +50,13 @@ def build_text_dataset(name: str, rows: list[tuple[str, str, str, str | None]], 
     )
 
 
-def load_text_table(path: str | os.PathLike, text_column: str | None = None, label_column: str | None = None) -> TextDataset:
+def load_text_table(path: str | os.PathLike, text_column: str | None = None, label_column: str | None = None, multi_label: bool | None = None,
+                    label_sep: str | None = None) -> TextDataset:
     """Texts and labels from a CSV, TSV or JSON Lines file (one object per line).
 
     Columns: `text_column` / `label_column`, or the first of TEXT_COLUMNS / LABEL_COLUMNS in the
-    header. A `split` column with train/val/test values is kept as the given split.
+    header. A `split` column with train/val/test values is kept as the given split. A label
+    column of label sets ('a|b', JSON lists; see data/label_sets.py) gives a multi-label dataset.
     """
     path = Path(path)
     table = read_table(path)
@@ -74,8 +77,12 @@ def load_text_table(path: str | os.PathLike, text_column: str | None = None, lab
             if split is None:
                 skipped.append(Skipped(item, f"split '{r.get(split_col)}' is not train, val or test"))
                 continue
-        rows.append((item, cell_text(r.get(text_col)), cell_text(r.get(label_col)), split))
+        rows.append((item, cell_text(r.get(text_col)), r.get(label_col), split))
+    sets = read_label_cells([r[2] for r in rows], multi_label, label_sep, path)
+    rows = [(i, t, encode(ls) if sets is not None else cell_text(lab), sp) for (i, t, lab, sp), ls in zip(rows, sets or [None] * len(rows))]
     ds = build_text_dataset(path.stem, rows, skipped, root=path.parent)
+    if sets is not None:
+        to_multilabel(ds)
     if split_col is not None and ds.given_split is not None and "train" not in ds.given_split:
         raise TransferkitError(f"{path}: the '{split_col}' column has no 'train' rows; a model needs training texts")
     if text_column is None or label_column is None:  # a guess from the header: say which columns were taken

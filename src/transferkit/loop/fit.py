@@ -43,6 +43,14 @@ class Plan:
 
 
 def make_loss(cfg, train_labels: np.ndarray, n_classes: int) -> tuple[nn.Module, list[float] | None]:
+    """Cross-entropy on class indices; for label sets (train_labels (N, L) 0/1) binary cross-entropy
+    on each label's logit, with positive weights n_neg / n_pos per label under --class-weight balanced."""
+    if train_labels.ndim == 2:
+        pw = None
+        if cfg.class_weight == "balanced":
+            pos = train_labels.sum(0).astype(np.float64)
+            pw = np.where(pos > 0, (len(train_labels) - pos) / np.maximum(pos, 1), 1.0)
+        return nn.BCEWithLogitsLoss(pos_weight=None if pw is None else torch.tensor(pw, dtype=torch.float32)), (None if pw is None else pw.tolist())
     weights = balanced_class_weights(train_labels, n_classes) if cfg.class_weight == "balanced" else None
     w = torch.tensor(weights, dtype=torch.float32) if weights is not None else None
     return nn.CrossEntropyLoss(weight=w, label_smoothing=cfg.label_smoothing), (weights.tolist() if weights is not None else None)
@@ -78,9 +86,11 @@ def fit(ctx, plan: Plan, features: np.ndarray | None = None):
     cfg, ds, sp, mod = ctx.config, ctx.dataset, ctx.splits, ctx.modality
     place, dist = ctx.placement, ctx.dist
     n_classes = len(ds.classes)
-    loss_fn, class_weights = make_loss(cfg, ds.labels[sp.train], n_classes)
+    multilabel = getattr(ds, "Y", None) is not None
+    targets = ds.Y if multilabel else ds.labels
+    loss_fn, class_weights = make_loss(cfg, targets[sp.train], n_classes)
     loss_fn = loss_fn.to(place.device)
-    y_all = torch.from_numpy(ds.labels.astype(np.int64))
+    y_all = torch.from_numpy(ds.Y.astype(np.float32) if multilabel else ds.labels.astype(np.int64))
     net = plan.model.head if plan.on_features else plan.model
     if plan.on_features:
         mu, sd = standardiser(features[sp.train])
@@ -162,7 +172,7 @@ def fit(ctx, plan: Plan, features: np.ndarray | None = None):
     ctx.timing["train_s"] = ctx.timing.get("train_s", 0.0) + sum(h["seconds"] for h in loop.history)  # training + per-epoch validation, resumed epochs included
     ctx.timing["train_items_per_s"] = loop.train_items / loop.train_seconds if loop.train_seconds else None
     t1 = time.perf_counter()
-    proba = {s: _predict(net, *eval_batches(s), len(sets[s]), n_classes, place, channels_last, dist) for s in SPLITS}
+    proba = {s: _predict(net, *eval_batches(s), len(sets[s]), n_classes, place, channels_last, dist, multilabel) for s in SPLITS}
     ctx.timing["eval_s"] = ctx.timing.get("eval_s", 0.0) + time.perf_counter() - t1
     if plan.on_features:
         fold_standardisation(_first_linear(plan.model.head), mu, sd)
@@ -194,8 +204,9 @@ def _first_linear(head: nn.Module) -> nn.Linear:
 
 
 @torch.inference_mode()
-def _predict(model: nn.Module, positions: np.ndarray, batches, n: int, n_classes: int, place, channels_last: bool, dist) -> np.ndarray:
-    """Softmax probabilities (n, C) in the split's order, each rank predicting its share."""
+def _predict(model: nn.Module, positions: np.ndarray, batches, n: int, n_classes: int, place, channels_last: bool, dist, multilabel: bool = False) -> np.ndarray:
+    """Softmax probabilities (n, C) in the split's order, each rank predicting its share (label
+    sets: each label's sigmoid)."""
     from .devices import to_device
 
     model.eval()
@@ -203,7 +214,7 @@ def _predict(model: nn.Module, positions: np.ndarray, batches, n: int, n_classes
     for x, _ in batches:
         with place.autocast():
             logits = forward(model, to_device(x, place.device), channels_last)
-        out.append(logits.float().softmax(-1).cpu().numpy())
+        out.append((logits.float().sigmoid() if multilabel else logits.float().softmax(-1)).cpu().numpy())
     rows = np.concatenate(out) if out else np.zeros((0, n_classes), dtype=np.float32)
     full = np.zeros((n, n_classes), dtype=np.float32)
     full[positions] = rows

@@ -13,7 +13,7 @@ from .text import TextModality
 
 MODALITIES: dict[str, Modality] = {"image": ImageModality(), "text": TextModality()}
 # data-reading options and the modality they belong to (others are refused for that data)
-LOAD_OPTIONS = {"data_root": "image", "text_column": "text", "label_column": None}  # None: any table
+LOAD_OPTIONS = {"data_root": "image", "text_column": "text", "label_column": None, "multi_label": None, "label_sep": None}  # None: any table
 
 
 def get(name: str) -> Modality:
@@ -28,16 +28,20 @@ def of(dataset) -> Modality:
     return get(getattr(dataset, "kind", "image"))
 
 
-def load_dataset(source: str | os.PathLike, *, check_images: bool = True, data_root=None, text_column: str | None = None, label_column: str | None = None):
+def load_dataset(source: str | os.PathLike, *, check_images: bool = True, data_root=None, text_column: str | None = None, label_column: str | None = None,
+                 multi_label: bool | None = None, label_sep: str | None = None):
     """Labelled images or texts from `source`: a built-in dataset name (`list_datasets()`), a
     folder (one sub-folder per class, or train/ and test/ and/or val/ folders of those) of
     images or of .txt files, or a table (CSV, TSV, .tab, JSON Lines) with a path or a text
     column and a label column. The data decides which; options that do not apply to it are
-    refused in one line."""
+    refused in one line. A table's label column may hold label sets ('a|b', JSON lists): a
+    multi-label dataset (`ds.multilabel`, its 0/1 matrix `ds.Y`); `multi_label` True forces,
+    False refuses that reading, None lets the data decide; `label_sep` names the separator."""
     from ..data import builtins
 
-    options = {"check_images": check_images, "data_root": data_root, "text_column": text_column, "label_column": label_column}
-    given = sorted(k for k in LOAD_OPTIONS if options.get(k))
+    options = {"check_images": check_images, "data_root": data_root, "text_column": text_column, "label_column": label_column,
+               "multi_label": multi_label, "label_sep": label_sep}
+    given = sorted(k for k in LOAD_OPTIONS if options.get(k) not in (None, False, ""))
     text = str(source)
     if builtins.is_builtin(text):
         if given:

@@ -43,7 +43,7 @@ class ImageItems(torch.utils.data.Dataset):
             img = self.ds.load(i, self.size_hint)
         except ImageDecodeError as exc:  # changed on disk since loading: fail with its name
             raise ImageDecodeError(f"{self.ds.item_id(i)}: {exc}") from None
-        return self.transform(img), int(self.ds.labels[i])
+        return self.transform(img), self.ds.target(i)
 
 
 class _ExtractionItems(torch.utils.data.Dataset):
@@ -154,7 +154,7 @@ class ImageModality(Modality):
         check = options.get("check_images", True)
         if path.is_file():
             root = options.get("data_root")
-            return load_image_table(path, check, Path(root).expanduser() if root else None, options.get("label_column"))
+            return load_image_table(path, check, Path(root).expanduser() if root else None, options.get("label_column"), options.get("multi_label"), options.get("label_sep"))
         return load_image_folder(path, check)
 
     # ------------------------------------------------------------------ backbone and preprocessing

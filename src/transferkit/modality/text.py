@@ -38,7 +38,7 @@ class TextItems(torch.utils.data.Dataset):
 
     def __getitem__(self, j: int):
         i = self.indices[j]
-        return self.ds.texts[i], int(self.ds.labels[i])
+        return self.ds.texts[i], self.ds.target(i)
 
 
 class TokenCollate:
@@ -48,7 +48,8 @@ class TokenCollate:
         self.tokenizer, self.max_length = tokenizer, max_length
 
     def __call__(self, batch):
-        return tokenize(self.tokenizer, [t for t, _ in batch], self.max_length), torch.tensor([y for _, y in batch], dtype=torch.int64)
+        ys = [y for _, y in batch]  # class indices, or (L,) float32 rows of label sets
+        return tokenize(self.tokenizer, [t for t, _ in batch], self.max_length), (torch.from_numpy(np.stack(ys)) if ys and isinstance(ys[0], np.ndarray) else torch.tensor(ys, dtype=torch.int64))
 
 
 class _Positioned(torch.utils.data.Dataset):
@@ -166,7 +167,7 @@ class TextModality(Modality):
         from ..data.text_sources import load_text_folder, load_text_table
 
         if path.is_file():
-            return load_text_table(path, options.get("text_column"), options.get("label_column"))
+            return load_text_table(path, options.get("text_column"), options.get("label_column"), options.get("multi_label"), options.get("label_sep"))
         return load_text_folder(path)
 
     # ------------------------------------------------------------------ backbone and preprocessing

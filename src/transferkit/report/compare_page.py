@@ -60,9 +60,26 @@ def load_runs(rows: list[dict]) -> tuple[dict[str, RunFacts], list[str]]:
     return runs, notes
 
 
+COLUMNS = [("test_accuracy", "test acc", ""), ("macro_f1", "macro-F1", ""), ("weighted_f1", "weighted-F1", ""), ("val_accuracy", "val acc", ""), ("train_accuracy", "train acc", ""),
+           ("ece", "ECE", "expected calibration error on test, 15 bins; lower is better"), ("params_total", "params", ""), ("params_trainable", "trainable", ""),
+           ("train_s", "train time", ""), ("predict_ms", "ms/item", ""), ("peak_mem_mb", "peak MB", "")]
+COLUMNS_MULTILABEL = [("macro_f1", "macro-F1", "test macro-F1, each label counted equally, at the thresholds chosen on validation"), ("mAP", "mAP", "test mean average precision over the labels (threshold-free)"),
+                      ("micro_f1", "micro-F1", "test F1 over all (item, label) decisions"), ("test_accuracy", "subset acc", "test items whose whole label set is right"),
+                      ("val_accuracy", "val subset acc", ""), ("params_total", "params", ""), ("params_trainable", "trainable", ""),
+                      ("train_s", "train time", ""), ("predict_ms", "ms/item", ""), ("peak_mem_mb", "peak MB", "")]
+
+
+def rank_key(rows: list[dict]):
+    """How a comparison's runs are ranked: test accuracy (then macro-F1); label sets: macro-F1 (then mAP)."""
+    if any(r.get("multilabel") for r in rows):
+        return lambda r: (-(r.get("macro_f1") or 0), -(r.get("mAP") or 0))
+    return lambda r: (-r["test_accuracy"], -(r.get("macro_f1") or 0))
+
+
 def build_compare_page(rows: list[dict], runs: dict[str, RunFacts]) -> tuple[dict, dict]:
     figs: dict = {}
-    ok = sorted((r for r in rows if r.get("test_accuracy") is not None and not r.get("error")), key=lambda r: (-r["test_accuracy"], -(r.get("macro_f1") or 0)))
+    multi = any(r.get("multilabel") for r in rows)
+    ok = sorted((r for r in rows if r.get("test_accuracy") is not None and not r.get("error")), key=rank_key(rows))
     failed = [r for r in rows if r.get("error") or r.get("test_accuracy") is None]
     table = []
     for rank, r in enumerate(ok + failed, start=1):
@@ -76,6 +93,7 @@ def build_compare_page(rows: list[dict], runs: dict[str, RunFacts]) -> tuple[dic
                 "val_accuracy": fmt(r.get("val_accuracy"), 4), "train_accuracy": fmt(r.get("train_accuracy"), 4), "ece": fmt(r.get("ece"), 3),
                 "params_total": fmt(_int(r.get("params_total"))), "params_trainable": fmt(_int(r.get("params_trainable"))),
                 "train_s": fmt_seconds(r.get("train_s")), "predict_ms": fmt(r.get("predict_ms"), 2), "peak_mem_mb": fmt(r.get("peak_mem_mb"), 0),
+                "mAP": fmt(r.get("mAP"), 4), "micro_f1": fmt(r.get("micro_f1"), 4),
             },
         })  # fmt: skip
     if ok:
@@ -96,6 +114,8 @@ def build_compare_page(rows: list[dict], runs: dict[str, RunFacts]) -> tuple[dic
         "inferences": write_inferences(rows, runs),
         "data": _data_line(first),
         "per_class_classes": classes,
+        "columns": COLUMNS_MULTILABEL if multi else COLUMNS,
+        "sorted_by": "test macro-F1 (label sets; then mAP)" if multi else "test accuracy",
     }
     return ctx, figs
 

@@ -131,7 +131,7 @@ def load_leaderboard(compare_dir: str | Path) -> list[dict]:
             continue
         row = {k: r.get(k) for k in LEADERBOARD_FIELDS}
         row.update({k: v for k, v in r.items() if k not in row})
-        for k in ("test_accuracy", "macro_f1", "weighted_f1", "val_accuracy", "train_accuracy", "train_s", "predict_ms", "peak_mem_mb", "params_total", "params_trainable", "ece"):
+        for k in ("test_accuracy", "macro_f1", "weighted_f1", "val_accuracy", "train_accuracy", "train_s", "predict_ms", "peak_mem_mb", "params_total", "params_trainable", "ece", "mAP", "micro_f1"):
             row[k] = _num(row[k])
         rd = row.get("run_dir")
         row["run_path"] = (d / rd) if rd else None

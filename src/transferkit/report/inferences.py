@@ -76,6 +76,11 @@ def write_inferences(rows: list[dict], runs: dict[str, RunFacts]) -> list[str]:
     out: list[str] = []
     if not ok:
         return ["No run finished with a test accuracy, so there is nothing to compare yet."] + [f"{r['label']} failed: {r['error']}" for r in failed]
+    if any(r.get("multilabel") for r in ok):  # label sets: ranked by macro-F1, a paired test that fits them
+        from .inferences_multilabel import write_inferences as multilabel_inferences
+
+        ok.sort(key=lambda r: (-(r.get("macro_f1") or 0), -(r.get("mAP") or 0)))
+        return multilabel_inferences(ok, runs, failed)
     ok.sort(key=lambda r: (-r["test_accuracy"], -(r.get("macro_f1") or 0)))
     out.append(_winner(ok, runs))
     out += _transfer_vs_baselines(ok, runs)

@@ -69,7 +69,7 @@ def reload_dataset(facts: RunFacts, dataset=None) -> DataView:
 
 def _load_quietly(load_dataset, src, cfg: dict | None = None):
     # the data options the run was given (--text-column, --label-column, --data-root), as in training
-    cols = {k: cfg[k] for k in ("text_column", "label_column", "data_root") if (cfg or {}).get(k)}
+    cols = {k: cfg[k] for k in ("text_column", "label_column", "data_root", "multi_label", "label_sep") if (cfg or {}).get(k) is not None}
     return load_dataset(src, check_images=False, **cols)  # hashing only: no decode of every image
 
 

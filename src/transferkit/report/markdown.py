@@ -56,6 +56,7 @@ def write_markdown_report(run_dir: str | Path, page: dict | None = None, images:
     checks = tkio.read_json(d / "checks.json")
     classes = m["data"]["classes"]
     t, mod = m.get("timing", {}), m.get("model", {})
+    multi = bool(m["data"].get("multilabel"))
     lines = [
         f"# transferkit run: {cfg['strategy']} on {m['data']['name']} with {cfg['backbone']}",
         "",
@@ -65,17 +66,21 @@ def write_markdown_report(run_dir: str | Path, page: dict | None = None, images:
         "",
         "## Results",
         "",
-        "| split | accuracy | macro-F1 | weighted-F1 | n |",
-        "|---|---:|---:|---:|---:|",
     ]
-    for split in ("train", "val", "test"):
+    if multi:
+        from .multilabel_page import markdown_lines
+
+        lines += markdown_lines(m, classes)
+    else:
+        lines += ["| split | accuracy | macro-F1 | weighted-F1 | n |", "|---|---:|---:|---:|---:|"]
+    for split in ("train", "val", "test") if not multi else ():
         s = m.get(split, {})
         if s.get("n"):
             lines.append(f"| {split} | {s['accuracy']:.4f} | {s['macro_f1']:.4f} | {s['weighted_f1']:.4f} | {s['n']} |")
-    if m.get("test", {}).get("n"):
+    if m.get("test", {}).get("n") and not multi:
         lines += ["", "## Classification report (test)", "", classification_report_md(m["test"], classes)]
         lines += ["", "## Confusion matrix (test; rows: true class, columns: predicted)", "", confusion_md(m["test"], classes)]
-    lines += _misclassified_texts(d)  # runs whose predictions.csv carries the texts
+    lines += _misclassified_texts(d) if not multi else []  # runs whose predictions.csv carries the texts
     lines += [
         "",
         "## Model and timing",

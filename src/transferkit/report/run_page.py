@@ -48,15 +48,24 @@ def build_run_page(facts: RunFacts, view: DataView, with_embeddings: bool = True
     figs: dict = {}
     timings: dict = {}
     ctx = {"facts": facts, "title": f"transferkit run: {facts.title}", "notes": list(facts.notes)}
+    from . import multilabel_page as ml
+
+    multi = ml.is_multilabel(facts)
     ctx["overview"] = _overview(facts)
-    ctx["cards"] = _cards(facts)
+    ctx["cards"] = ml.cards(facts, fmt, fmt_seconds) if multi else _cards(facts)
     t0 = time.perf_counter()
     ctx["dataset"] = _dataset(facts, view, figs)
     timings["dataset"] = time.perf_counter() - t0
     ctx["results"] = _results(facts, figs)
+    if multi:  # label sets: their own numbers, per-label table and worst items (report/multilabel_page.py)
+        ctx["multilabel"] = ml.results(facts, figs)
+        ctx["worst"] = ml.worst(facts, view, figs, _snippet)
+        skipped = (facts.metrics.get("calibration") or {}).get("skipped")
+        if skipped:
+            ctx["notes"].append(f"Multi-label run: {skipped}. The Trust section below therefore has no calibration, selective prediction or label audit.")
     ctx["training"] = _training(facts, figs)
     t0 = time.perf_counter()
-    ctx["errors"] = _misclassified(facts, view, figs)
+    ctx["errors"] = _misclassified(facts, view, figs) if not multi else {"available": False, "reason": "label sets: see the worst items below"}
     timings["errors"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     ctx["features"] = _embeddings(facts, view, figs) if with_embeddings else {"available": False, "reason": "not drawn (embeddings turned off for this render)"}
@@ -293,6 +302,8 @@ def _embeddings(facts: RunFacts, view: DataView, figs: dict) -> dict:
     from sklearn.decomposition import PCA
 
     X, y = np.asarray(feats.X, dtype=np.float32), np.asarray(feats.y)
+    if (y < 0).any():  # label sets: coloured by each item's most frequent label; items without a label are left out
+        X, y = X[y >= 0], y[y >= 0]
     out = {"available": True, "what": feats.what, "n": len(X), "dim": X.shape[1]}
     if len(X) < 3 or X.shape[1] < 2:
         return {"available": False, "reason": f"too few items or dimensions to project ({X.shape})"}

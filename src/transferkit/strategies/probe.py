@@ -32,6 +32,8 @@ def probe(ctx: Context) -> Trained:
         return Trained(model, info, proba)
     if not ctx.dist.is_main:  # the linear head is fitted once, on rank 0
         return None
+    if getattr(ds, "Y", None) is not None:
+        return _probe_label_sets(ctx, X)
     log(f"fitting the {cfg.head} head on {len(sp.train)} training items")
     features_dir = Path(cfg.extra["feature_cache"])  # ROOT/features/<namespace>, set by cached_features
     heads_dir = features_dir.parent.parent / "heads" / features_dir.name  # beside the features it is fitted on
@@ -42,5 +44,35 @@ def probe(ctx: Context) -> Trained:
     info.update(dim=dim, n_classes=n)
     with torch.no_grad():  # validation metrics from the fit that never saw the validation items
         proba = {name: (heldout if name == "val" else head)(torch.from_numpy(X[getattr(sp, name)])).softmax(-1).numpy() for name in ("train", "val", "test")}
+    shape = {"kind": "linear", "power": POWERS[info["power"]], "dim": dim, "n_classes": n}
+    return Trained(ctx.backbone.transfer_model(head, shape), info, proba)
+
+
+def _probe_label_sets(ctx: Context, X) -> Trained:
+    """Label sets: one-vs-rest logistic regression (heads_multilabel.py), C and the feature power
+    chosen on validation; refitted on train + validation at them (`--refit`), the validation
+    probabilities (thresholds are chosen on them) from the fit that never saw validation."""
+    import time
+
+    import numpy as np
+
+    from ..heads import POWERS
+    from ..heads_multilabel import fit_ovr_head
+
+    cfg, ds, sp = ctx.config, ctx.dataset, ctx.splits
+    Y = ds.Y
+    log(f"fitting {len(ds.classes)} one-vs-rest logistic regressions on {len(sp.train)} training items")
+    t0 = time.perf_counter()
+    head, info = fit_ovr_head(X[sp.train], Y[sp.train], X[sp.val], Y[sp.val], power=cfg.feature_power, class_weight=cfg.class_weight, seed=cfg.seed)
+    heldout = head
+    if cfg.refit and len(sp.val):
+        both = np.concatenate([sp.train, sp.val])
+        head, _ = fit_ovr_head(X[both], Y[both], X[:0], Y[:0], power=info["power"], class_weight=cfg.class_weight, C=info["C"], seed=cfg.seed)
+        info["refit"] = {"on": "train+val", "items": int(len(both))}
+    ctx.timing.update(train_s=time.perf_counter() - t0, head_cached=False)
+    dim, n = int(X.shape[1]), len(ds.classes)
+    info.update(dim=dim, n_classes=n)
+    with torch.no_grad():
+        proba = {name: (heldout if name == "val" else head)(torch.from_numpy(X[getattr(sp, name)])).sigmoid().numpy() for name in ("train", "val", "test")}
     shape = {"kind": "linear", "power": POWERS[info["power"]], "dim": dim, "n_classes": n}
     return Trained(ctx.backbone.transfer_model(head, shape), info, proba)

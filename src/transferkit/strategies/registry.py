@@ -29,6 +29,7 @@ class Strategy:
     baseline: bool = False  # from-scratch / classical: what transfer is compared against
     body: str = "frozen"  # frozen | top | all: which backbone blocks train
     feature_ensembles: bool = False  # takes --backbone a+b (cached features of several backbones)
+    multilabel: bool = True  # trains on label sets too (sigmoid outputs, binary cross-entropy)
     defaults: dict = field(default_factory=dict)  # {modality or "*": {config field: value}} for fields left unset
 
 
@@ -47,7 +48,8 @@ STRATEGIES: dict[str, Strategy] = {
                  defaults={"image": dict(epochs=30, augment="light", dropout=0.3)}),
         Strategy("mlp", ("image",), "a dense network on raw pixels (baseline)", "baselines:mlp", uses_backbone=False, baseline=True,
                  defaults={"image": dict(epochs=30, augment="none", dropout=0.2)}),
-        Strategy("tfidf", ("text",), "TF-IDF word and character n-grams + logistic regression (baseline)", "baselines:tfidf", uses_backbone=False, trains_network=False, baseline=True),
+        Strategy("tfidf", ("text",), "TF-IDF word and character n-grams + logistic regression (baseline)", "baselines:tfidf", uses_backbone=False, trains_network=False, baseline=True,
+                 multilabel=False),
     ]
 }
 COMMON_DEFAULTS = dict(patience=3, dropout=0.1)  # for fields no strategy or modality sets
