@@ -7,7 +7,7 @@ Each set gets an efficientnet_lite0 probe run (`transferkit train DATA --backbon
 efficientnet_lite0`, split seed 0), reused when DIR/<set>-probe already holds one, then one
 `tk.export(RUN, int8=True)`: the int8 file is calibrated on training items only and compared
 with the fp32 file on every test item. Speed: the two files alternate round by round
-(`exporter.speeds`), medians of --repeats rounds over 64 test items, so load from other
+(`side_by_side.speeds`), medians of --repeats rounds over 64 test items, so load from other
 processes hits both alike. `cifar-sample` is 200 training and 100 test images per class of
 the shared CIFAR-10 (random, seed 0), copied to DIR/cifar-sample.
 """
@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--cache-dir", help="feature cache for the training runs")
     a = ap.parse_args()
-    from transferkit import exporter
+    from transferkit import exporter, side_by_side
 
     runs = Path(a.runs)
     runs.mkdir(parents=True, exist_ok=True)
@@ -61,9 +61,9 @@ def main() -> None:
         q = r.int8
         export_s = time.perf_counter() - t0
         # the speed again with more rounds than the export's own check
-        fp32 = exporter.OnnxPredictor(r.path, session=exporter._session(r.path))
-        i8 = exporter.OnnxPredictor(q["path"], session=exporter._session(Path(q["path"])))
-        sp = exporter.speeds({"fp32": fp32, "int8": i8}, exporter.split_items(tk.load_run(run_dir), "test"), repeats=a.repeats)
+        fp32 = exporter.OnnxPredictor(r.path, session=side_by_side.cpu_session(r.path))
+        i8 = exporter.OnnxPredictor(q["path"], session=side_by_side.cpu_session(Path(q["path"])))
+        sp = side_by_side.speeds({"fp32": fp32, "int8": i8}, exporter.split_items(tk.load_run(run_dir), "test"), repeats=a.repeats)
         f, i = sp["fp32"], sp["int8"]
         rows.append([name, q["n"], q["accuracy_fp32"], q["accuracy_int8"], round(100 * (q["accuracy_fp32"] - q["accuracy_int8"]), 2), f"{q['agree_with_fp32']}/{q['n']}",
                      round(f["images_per_s_batch32"], 1), round(i["images_per_s_batch32"], 1), f"{i['images_per_s_batch32'] / f['images_per_s_batch32']:.2f}x",

@@ -333,6 +333,7 @@ def _export_int8(run: Run, fp32_path: Path, meta: dict, items: Items, batch_size
     import onnx
 
     from .quantize import CALIBRATION_BATCH, quantize_dynamic_int8, quantize_static_int8
+    from .side_by_side import cpu_session, speeds
 
     pre = run.preprocessor
     static = pre.quantization == "static"
@@ -351,7 +352,7 @@ def _export_int8(run: Run, fp32_path: Path, meta: dict, items: Items, batch_size
         model = onnx.load(str(tmp))
         set_metadata(model, dict(meta, quantization=how), _doc(meta))
         onnx.save(model, str(tmp))
-        fp32, q = OnnxPredictor(fp32_path, session=_session(fp32_path)), OnnxPredictor(tmp, session=_session(tmp))
+        fp32, q = OnnxPredictor(fp32_path, session=cpu_session(fp32_path)), OnnxPredictor(tmp, session=cpu_session(tmp))
         cmp = compare(fp32, q, items, batch_size)
         speed = speeds({"fp32": fp32, "int8": q}, items)
     return {
@@ -366,60 +367,6 @@ def _export_int8(run: Run, fp32_path: Path, meta: dict, items: Items, batch_size
         "size_mb": {"fp32": fp32_path.stat().st_size / 1e6, "int8": out.stat().st_size / 1e6},
         "speed": speed,
     }
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def _session(path: Path):
-    """The CPU session both variants are timed with: every graph optimisation, one thread per core."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.intra_op_num_threads = _cores()
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
-def speeds(preds: dict, items: Items, n: int = 64, repeats: int = 5) -> dict:
-    """Model time only (prepared inputs in memory), the predictors side by side: each round
-    runs every variant once, in alternating order, so load from other processes hits them
-    alike; medians of `repeats` rounds. Per variant: ms per item at batch 1 (16 single items
-    per round), items/s at batch 1 and at batch 32."""
-    import statistics
-
-    first = next(iter(preds.values()))
-    pre = first.preprocessor
-    k = min(n, len(items))
-    raws = [items.load(i) for i in range(k)]
-    singles = [pre.batch([r]) for r in raws[:16]]
-    batches = [pre.batch(raws[s : s + 32]) for s in range(0, k, 32)]
-    names = list(preds)
-    for p in preds.values():  # warm-up: first runs allocate
-        p.predict_proba(singles[0])
-        p.predict_proba(batches[0])
-    t1: dict = {m: [] for m in names}
-    t32: dict = {m: [] for m in names}
-    for r in range(repeats):
-        for m in names if r % 2 == 0 else names[::-1]:
-            t0 = time.perf_counter()
-            for b in singles:
-                preds[m].predict_proba(b)
-            t1[m].append((time.perf_counter() - t0) / len(singles))
-            t0 = time.perf_counter()
-            for b in batches:
-                preds[m].predict_proba(b)
-            t32[m].append(k / (time.perf_counter() - t0))
-    out = {}
-    for m in names:
-        b1 = statistics.median(t1[m])
-        out[m] = {"ms_per_image_batch1": b1 * 1000, "images_per_s_batch1": 1 / b1, "images_per_s_batch32": statistics.median(t32[m]), "threads": _cores(), "repeats": repeats}
-    return out
 
 
 # --- the model card -------------------------------------------------------------------------
