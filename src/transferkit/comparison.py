@@ -214,9 +214,10 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
             if run is None:  # a torchrun rank other than 0: rank 0 keeps the leaderboard
                 continue
             t = run.metrics.get("timing", {})
+            earlier = feature_rate.get(key)  # items cached by an earlier run are charged at its rate; this run's own are in extract_s
             if t.get("backbone_runs") and t.get("extract_s"):
                 feature_rate.setdefault(key, t["extract_s"] / t["backbone_runs"])
-            row.update(leaderboard_row(run.metrics, run.config, feature_rate.get(key)))
+            row.update(leaderboard_row(run.metrics, run.config, earlier))
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 - one failed run must not stop the comparison
