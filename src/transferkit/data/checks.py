@@ -68,6 +68,14 @@ def check_dataset(ds: ItemDataset, splits: Splits | None = None) -> CheckResult:
                 why = "too few images to put one in each split" if n < 3 else "the split left none there"
                 res.warnings.append(f"class '{c}' ({n} image(s)) has none in {'/'.join(lacking)} ({why}); " + ("its test scores are missing" if "test" in lacking else "model selection ignores it"))
 
+    _identical_copies(ds, splits, res, lambda i: ds.classes[ds.labels[i]], "filed under different classes (contradictory labels)")
+    return res
+
+
+def _identical_copies(ds: ItemDataset, splits: Splits | None, res: CheckResult, label_of, differ: str) -> None:
+    """Byte-identical items: counted, those whose labels (`label_of(i)`) differ, and those the
+    split put in more than one split (leakage)."""
+    unit = ds.unit
     by_key: dict[str, list[int]] = defaultdict(list)
     for i, k in enumerate(ds.keys):
         by_key[k].append(i)
@@ -75,7 +83,7 @@ def check_dataset(ds: ItemDataset, splits: Splits | None = None) -> CheckResult:
     for members in (m for m in by_key.values() if len(m) > 1):
         res.duplicates += len(members)
         items = [ds.display_path(i) for i in members]
-        labels = {ds.classes[ds.labels[i]] for i in members}
+        labels = {label_of(i) for i in members}
         if len(labels) > 1:
             res.contradictions.append({"items": items, "labels": sorted(labels)})
         if where is not None and len({where[i] for i in members}) > 1:
@@ -83,10 +91,9 @@ def check_dataset(ds: ItemDataset, splits: Splits | None = None) -> CheckResult:
     if res.duplicates:
         res.warnings.append(f"{res.duplicates} items are identical copies of another item (kept in the same split unless the source came split)")
     if res.contradictions:
-        res.warnings.append(f"{len(res.contradictions)} identical {unit}(s) filed under different classes (contradictory labels), e.g. {res.contradictions[0]['items'][:2]}")
+        res.warnings.append(f"{len(res.contradictions)} identical {unit}(s) {differ}, e.g. {res.contradictions[0]['items'][:2]}")
     if res.leakage:
         res.warnings.append(f"{len(res.leakage)} identical {unit}(s) appear in more than one split (leakage inflates test scores), e.g. {res.leakage[0]['items'][:2]}")
-    return res
 
 
 def _check_multilabel(ds: ItemDataset, splits: Splits | None) -> CheckResult:
@@ -109,22 +116,5 @@ def _check_multilabel(ds: ItemDataset, splits: Splits | None) -> CheckResult:
     if splits is not None:
         res.warnings.extend(multilabel_checks(ds.Y, ds.classes, splits))
     res.warnings.extend(ds.notes)
-    by_key: dict[str, list[int]] = defaultdict(list)
-    for i, k in enumerate(ds.keys):
-        by_key[k].append(i)
-    assigned = splits.assignment(len(ds)) if splits is not None else None
-    for members in (m for m in by_key.values() if len(m) > 1):
-        res.duplicates += len(members)
-        items = [ds.display_path(i) for i in members]
-        sets = {tuple(np.flatnonzero(ds.Y[i])) for i in members}
-        if len(sets) > 1:
-            res.contradictions.append({"items": items, "labels": sorted("|".join(ds.classes[j] for j in s) for s in sets)})
-        if assigned is not None and len({assigned[i] for i in members}) > 1:
-            res.leakage.append({"items": items, "splits": [assigned[i] for i in members]})
-    if res.duplicates:
-        res.warnings.append(f"{res.duplicates} items are identical copies of another item (kept in the same split unless the source came split)")
-    if res.contradictions:
-        res.warnings.append(f"{len(res.contradictions)} identical {unit}(s) with different label sets, e.g. {res.contradictions[0]['items'][:2]}")
-    if res.leakage:
-        res.warnings.append(f"{len(res.leakage)} identical {unit}(s) appear in more than one split (leakage inflates test scores), e.g. {res.leakage[0]['items'][:2]}")
+    _identical_copies(ds, splits, res, lambda i: "|".join(ds.classes[j] for j in np.flatnonzero(ds.Y[i])), "with different label sets")
     return res
