@@ -94,3 +94,19 @@ def sample_images(folder: Path, n: int) -> list[Path]:
         out += [p[i] for p in per if i < len(p)]
         i += 1
     return out[:n]
+
+
+def copy_subset(src: Path, dst: Path, classes: int, n: int) -> int:
+    """The first `n` images spread over the first `classes` class folders (sorted), copied."""
+    import shutil
+
+    folders = sorted(p for p in src.iterdir() if p.is_dir())[:classes]
+    per = [sorted(f.iterdir()) for f in folders]
+    files, i = [], 0
+    while len(files) < n and any(i < len(p) for p in per):
+        files += [p[i] for p in per if i < len(p)]
+        i += 1
+    for f in files[:n]:
+        (dst / f.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, dst / f.parent.name / f.name)
+    return len(files[:n])

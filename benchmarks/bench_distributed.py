@@ -38,21 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import RESULTS, ROOT, SHARED, machine, median, quick, table
-
-
-def subset(src: Path, dst: Path, classes: int, n: int) -> int:
-    """The first `n` images spread over the first `classes` class folders (sorted), copied."""
-    folders = sorted(p for p in src.iterdir() if p.is_dir())[:classes]
-    per = [sorted(f.iterdir()) for f in folders]
-    files, i = [], 0
-    while len(files) < n and any(i < len(p) for p in per):
-        files += [p[i] for p in per if i < len(p)]
-        i += 1
-    for f in files[:n]:
-        (dst / f.parent.name).mkdir(parents=True, exist_ok=True)
-        shutil.copy(f, dst / f.parent.name / f.name)
-    return len(files[:n])
+from _common import RESULTS, ROOT, SHARED, copy_subset, machine, median, quick, table
 
 
 def run(cmd: list[str], run_dir: Path, env_extra: dict | None = None) -> dict:
@@ -90,7 +76,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as td:
         data = Path(td) / "data"
-        n = subset(Path(a.data), data, a.classes, a.images)
+        n = copy_subset(Path(a.data), data, a.classes, a.images)
         common = [str(data), "--backbone", a.backbone, "--image-size", str(a.image_size), "--seed", "0"]
         cases = {}
         if "finetune" in a.only:

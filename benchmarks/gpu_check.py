@@ -30,14 +30,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import shutil
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import RESULTS, SHARED, machine, quick, table
+from _common import RESULTS, SHARED, copy_subset, machine, quick, table
 
 import transferkit as tk  # noqa: E402  (torchvision compat before timm)
 import numpy as np  # noqa: E402
@@ -49,15 +48,7 @@ from torch import nn  # noqa: E402
 def image_folder(src: Path, dst: Path, classes: int, n: int) -> str:
     """`n` images over the first `classes` class folders of `src`, copied; or generated ones."""
     if src.is_dir():
-        per = [sorted(f.iterdir()) for f in sorted(p for p in src.iterdir() if p.is_dir())[:classes]]
-        files, i = [], 0
-        while len(files) < n and any(i < len(p) for p in per):
-            files += [p[i] for p in per if i < len(p)]
-            i += 1
-        for f in files[:n]:
-            (dst / f.parent.name).mkdir(parents=True, exist_ok=True)
-            shutil.copy(f, dst / f.parent.name / f.name)
-        return f"{len(files[:n])} images of {src} ({classes} classes)"
+        return f"{copy_subset(src, dst, classes, n)} images of {src} ({classes} classes)"
     from PIL import Image
 
     rng = np.random.default_rng(0)
