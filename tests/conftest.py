@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny synthetic photo folder and an isolated feature cache."""
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 
@@ -41,6 +42,26 @@ def write_class_folder(root: Path, per_class: int = 24, seed: int = 0, classes=C
 @pytest.fixture
 def tiny_folder(tmp_path) -> Path:
     return write_class_folder(tmp_path / "photos")
+
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")  # where Debian's dataset-fashion-mnist puts it (`make test` installs it)
+
+
+def _idx_head(path: Path, n: int, item_bytes: int, header: int) -> np.ndarray:
+    """The first n records of an idx .gz file (big-endian header, then uint8 records)."""
+    with gzip.open(path, "rb") as fh:
+        head = fh.read(header)
+        assert int.from_bytes(head[:4], "big") in (2049, 2051), f"{path} is not an idx file"
+        return np.frombuffer(fh.read(n * item_bytes), dtype=np.uint8).reshape(n, item_bytes)
+
+
+def fashion_mnist(n: int):
+    """The first n training images (28x28 grey) and labels of Fashion-MNIST as Debian installs it."""
+    if not (FASHION / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip("Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
+    images = _idx_head(FASHION / "train-images-idx3-ubyte.gz", n, 784, 16).reshape(n, 28, 28)
+    labels = _idx_head(FASHION / "train-labels-idx1-ubyte.gz", n, 1, 8).reshape(n).astype(np.int64)
+    return images, labels
 
 
 def foolbox_data() -> Path | None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import gzip
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +13,8 @@ from transferkit import audit
 from transferkit.errors import TransferkitError
 from transferkit.heads import fit_linear_head
 
-FASHION = Path("/usr/share/datasets/fashion-mnist")
+from conftest import fashion_mnist
+
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
@@ -29,22 +28,6 @@ def one_torch_thread():
         yield
     finally:
         torch.set_num_threads(n)
-
-
-def _idx_head(path: Path, n: int, item_bytes: int, header: int) -> np.ndarray:
-    """The first n records of an idx .gz file (big-endian header, then uint8 records)."""
-    with gzip.open(path, "rb") as fh:
-        head = fh.read(header)
-        assert int.from_bytes(head[:4], "big") in (2049, 2051), f"{path} is not an idx file"
-        return np.frombuffer(fh.read(n * item_bytes), dtype=np.uint8).reshape(n, item_bytes)
-
-
-def fashion_mnist(n: int):
-    if not (FASHION / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip("Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
-    images = _idx_head(FASHION / "train-images-idx3-ubyte.gz", n, 784, 16).reshape(n, 28, 28)
-    labels = _idx_head(FASHION / "train-labels-idx1-ubyte.gz", n, 1, 8).reshape(n).astype(np.int64)
-    return images, labels
 
 
 def hog_features(images: np.ndarray) -> np.ndarray:
