@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .heads import C_GRID, PATH_PATIENCE, POWERS, _folded_linear, _standardised
+from .heads import C_GRID, PATH_PATIENCE, POWERS, _folded_linear, _standardised, threads_for
 
 CONSTANT_RATE_CLIP = 1e-3  # a label seen always or never in training: P = its training rate, clipped to [this, 1 - this]
 
@@ -66,7 +66,7 @@ def fit_ovr_head(Xtr, Ytr, Xva, Yva, power: str = "auto", class_weight: str = "n
         Ztr, mu, sd = _standardised(Xtr, POWERS[name])
         Zva = _standardised(Xva, POWERS[name], (mu, sd))[0]
         scores, fits, init, rises, best = {}, {}, None, 0, None
-        with torch.enable_grad():
+        with torch.enable_grad(), threads_for(Ztr.numel()):
             for c in grid:  # strong to weak regularisation, warm-started; stops PATH_PATIENCE past the best
                 W, b = _fit_bce(Ztr, t_tr, c, init, max_iter, pw)
                 init = fits[c] = (W, b)
