@@ -2,7 +2,6 @@
 with the confident-learning rule computed from scratch; out-of-fold really is out of fold."""
 from __future__ import annotations
 
-import contextlib
 import csv
 
 import numpy as np
@@ -11,23 +10,11 @@ import torch
 
 from transferkit import audit
 from transferkit.errors import TransferkitError
-from transferkit.heads import fit_linear_head
+from transferkit.heads import fit_linear_head, threads_for
 
 from conftest import fashion_mnist
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-
-
-@contextlib.contextmanager
-def one_torch_thread():
-    """Two torch threads on two cores shared with other jobs: the fold fits ran 5x slower
-    (57 s vs 11 s measured); one thread keeps this test inside its budget."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def hog_features(images: np.ndarray) -> np.ndarray:
@@ -48,7 +35,7 @@ def test_planted_flips_in_fashion_mnist_are_found():
     flipped = rng.choice(len(y), len(y) // 20, replace=False)
     noisy = y.copy()
     noisy[flipped] = (y[flipped] + rng.integers(1, 10, len(flipped))) % 10
-    with one_torch_thread():
+    with threads_for(0):  # one thread: 2 busy cores made the fold fits 5x slower (57 s vs 11 s)
         proba = audit.out_of_fold_proba(X, noisy, 10, folds=5, seed=0, C=0.01)
         clean_proba = audit.out_of_fold_proba(X, y, 10, folds=5, seed=0, C=0.01)
     assert proba.shape == (1500, 10) and np.allclose(proba.sum(1), 1)
@@ -124,7 +111,7 @@ def test_out_of_fold_is_really_out_of_fold():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(90, 300)).astype(np.float32)
     y = np.repeat(np.arange(3), 30)
-    with one_torch_thread():
+    with threads_for(0):  # one thread: 2 busy cores made the fold fits 5x slower (57 s vs 11 s)
         proba = audit.out_of_fold_proba(X, y, 3, folds=3, seed=0, C=1.0)
         head, _ = fit_linear_head(X, y, X[:0], y[:0], 3, C=1.0, power="none")
         with torch.no_grad():
@@ -139,7 +126,7 @@ def test_small_classes_and_chosen_C():
     centers = rng.normal(0, 3, (4, 5))
     y = np.array([0] * 20 + [1] * 20 + [2] * 2 + [3] * 1)
     X = (centers[y] + rng.normal(size=(len(y), 5))).astype(np.float32)
-    with one_torch_thread():
+    with threads_for(0):  # one thread: 2 busy cores made the fold fits 5x slower (57 s vs 11 s)
         proba = audit.out_of_fold_proba(X, y, 4, folds=5, seed=0)  # C chosen once on an inner split
         again = audit.out_of_fold_proba(X, y, 4, folds=5, seed=0, C=audit._pick_C(X, y, 4, 5, 0))
     assert proba.shape == (43, 4) and np.allclose(proba.sum(1), 1) and np.allclose(proba, again)
