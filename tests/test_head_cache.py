@@ -66,3 +66,32 @@ def test_refit_sees_validation_and_the_heldout_fit_is_kept_beside_it(tmp_path):
     assert t2["head_cached"] and info2 == info
     assert np.array_equal(_logits(h2, Xva), _logits(head, Xva)) and np.array_equal(_logits(heldout2, Xva), _logits(heldout, Xva))
     assert not fit_head_cached("linear", Xtr, ytr, Xva, yva, 3, tmp_path, power="auto", refit=False)[2]["head_cached"]  # other settings: another entry
+
+
+def test_out_of_fold_probabilities_are_reused_only_for_the_same_items_and_settings(tmp_path, monkeypatch):
+    """The label audit of a second run on unchanged data repeats no out-of-fold probe; a changed
+    label, feature, fold count or seed computes them again; a damaged entry is replaced."""
+    from transferkit import audit, head_cache
+
+    Xtr, ytr, _, _ = _data()
+    calls = []
+    real = audit.out_of_fold_proba
+    monkeypatch.setattr(audit, "out_of_fold_proba", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = head_cache.out_of_fold_cached(Xtr, ytr, 3, tmp_path, 5, seed=0)
+    again = head_cache.out_of_fold_cached(Xtr, ytr, 3, tmp_path, 5, seed=0)
+    assert len(calls) == 1 and np.array_equal(first, again)
+    assert np.array_equal(first, real(Xtr, ytr, 3, folds=5, seed=0))  # the very numbers the audit computes
+    assert (first.argmax(1) == ytr).mean() > 0.8
+    y2 = ytr.copy()
+    y2[0] = (y2[0] + 1) % 3
+    X2 = Xtr.copy()
+    X2[3, 1] += 1e-3
+    for args, kw in [((Xtr, y2), {}), ((X2, ytr), {}), ((Xtr, ytr), {"seed": 1})]:
+        head_cache.out_of_fold_cached(*args, 3, tmp_path, 5, **kw)
+    head_cache.out_of_fold_cached(Xtr, ytr, 3, tmp_path, 4)
+    assert len(calls) == 5
+    for f in tmp_path.glob("oof-*.npy"):
+        f.write_bytes(b"not an array")
+    assert np.array_equal(head_cache.out_of_fold_cached(Xtr, ytr, 3, tmp_path, 5, seed=0), first) and len(calls) == 6
+    head_cache.out_of_fold_cached(Xtr, ytr, 3, None, 5)  # no cache folder: always computed
+    assert len(calls) == 7

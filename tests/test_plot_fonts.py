@@ -171,3 +171,17 @@ def _ink(a):
 def _best_offset(whole, word) -> int:
     w = word.shape[1]
     return max(range(whole.shape[1] - w + 1), key=lambda s: (whole[:, s : s + w] * word).sum() - 0.5 * (whole[:, s : s + w] != word).sum())
+
+
+def test_the_fonts_chosen_for_a_figures_names_draw_the_same_pixels_as_the_whole_list():
+    """Plots ask only the families their names need (font lookups per family and text were
+    most of a page's drawing time); matplotlib's per-glyph fallback then takes every glyph from
+    the same font as with the whole list."""
+    _require_fonts()
+    chosen = list(fonts.families())
+    assert fonts.families_for(["cat", "dog 12 %"]) == ["DejaVu Sans"]
+    for label in [*LABELS, "cat 猫 γάτα", "बिल्ली / قطة"]:
+        fewer = fonts.families_for([label])
+        assert fewer[0] == "DejaVu Sans" and set(fewer) <= set(chosen)
+        assert np.array_equal(_pixels(label, fewer), _pixels(label, chosen)), label
+    assert len(fonts.families_for(["猫"])) == 2 and len(fonts.families_for(LABELS)) < len(chosen)

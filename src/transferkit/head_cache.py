@@ -1,5 +1,6 @@
-"""Fitted probe heads, kept beside the feature cache: a run whose head would be fitted on the
-very same numbers with the same settings reuses the earlier fit instead of repeating it.
+"""Fitted probe heads (and the label audit's out-of-fold probabilities), kept beside the
+feature cache: a run whose head would be fitted on the very same numbers with the same settings
+reuses the earlier fit instead of repeating it.
 
 The key is a hash of everything the fit depends on: the training and validation feature
 matrices and labels (their bytes, so any change in features, split or labels misses), the
@@ -27,9 +28,18 @@ _CODE_ID: str | None = None
 def _code_id() -> str:
     global _CODE_ID
     if _CODE_ID is None:
-        src = Path(heads.__file__).read_bytes()
+        from . import audit
+
+        src = Path(heads.__file__).read_bytes() + Path(audit.__file__).read_bytes()
         _CODE_ID = hashlib.blake2b(src + f"|torch {torch.__version__}|numpy {np.__version__}".encode(), digest_size=16).hexdigest()
     return _CODE_ID
+
+
+def heads_dir_for(features_dir) -> Path:
+    """ROOT/heads/<namespace> for features kept in ROOT/features/<namespace>: what is fitted on
+    the features is kept beside them."""
+    features_dir = Path(features_dir)
+    return features_dir.parent.parent / "heads" / features_dir.name
 
 
 def head_key(Xtr, ytr, Xva, yva, settings: dict) -> str:
@@ -38,7 +48,8 @@ def head_key(Xtr, ytr, Xva, yva, settings: dict) -> str:
     for a in (Xtr, ytr, Xva, yva):
         a = np.ascontiguousarray(a)
         h.update(f"{a.dtype}{a.shape}".encode())
-        h.update(memoryview(a).cast("B"))
+        if a.size:  # (an empty array is its dtype and shape; memoryview cannot cast it)
+            h.update(memoryview(a).cast("B"))
     return h.hexdigest()
 
 
@@ -93,3 +104,36 @@ def fit_head_cached(kind: str, Xtr, ytr, Xva, yva, n_classes: int, cache_dir: Pa
         except OSError as exc:  # a full or read-only cache costs the reuse, not the run
             log(f"warning: could not keep the fitted head in {path.parent} ({exc.strerror or exc}); the run goes on")
     return head, info, {"train_s": time.perf_counter() - t0, "head_cached": False, "head_fit_s": fit_s}, heldout
+
+
+def out_of_fold_cached(X, y, n_classes: int, cache_dir: Path | None, folds: int, seed: int = 0, C: float | None = None) -> np.ndarray:
+    """`audit.out_of_fold_proba(X, y, ...)`, or the identical earlier result from `cache_dir`
+    (None: always compute): keyed like the heads, by the bytes of X and y, the settings and the
+    code (heads.py and audit.py). A second run on unchanged data repeats no out-of-fold probe."""
+    from .audit import out_of_fold_proba
+
+    path = None
+    if cache_dir is not None:
+        X, y = np.asarray(X, dtype=np.float32), np.asarray(y).astype(np.int64, copy=False)
+        settings = {"kind": "out_of_fold_proba", "n_classes": int(n_classes), "folds": int(folds), "seed": int(seed), "C": None if C is None else float(C)}
+        path = Path(cache_dir) / f"oof-{head_key(X, y, X[:0], y[:0], settings)}.npy"
+        if path.is_file():
+            try:
+                proba = np.load(path, allow_pickle=False)
+                if proba.shape == (len(y), n_classes):
+                    log("label audit: out-of-fold probabilities reused from the cache (same features, labels and settings)")
+                    return proba
+            except Exception:  # noqa: BLE001 - a damaged entry: compute again and replace it
+                pass
+            log(f"warning: {path}: unreadable cached out-of-fold probabilities; computing them again")
+            path.unlink(missing_ok=True)
+    proba = out_of_fold_proba(X, y, n_classes, folds=folds, seed=seed, C=C)
+    if path is not None:
+        try:
+            tkio.remove_dead_temps(path)
+            with tkio.atomic_path(path) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.save(fh, proba, allow_pickle=False)
+        except OSError as exc:
+            log(f"warning: could not keep the out-of-fold probabilities in {path.parent} ({exc.strerror or exc}); the run goes on")
+    return proba

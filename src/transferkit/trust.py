@@ -42,13 +42,15 @@ def selective(proba_val: np.ndarray, y_val: np.ndarray, proba_test: np.ndarray, 
     return out
 
 
-def audit_labels(X: np.ndarray, ds, splits, C: float | None = None, seed: int = 0, folds: int = AUDIT_FOLDS) -> dict:
-    """Suspected label errors among the training and validation items (out-of-fold probes)."""
-    from .audit import find_label_issues, out_of_fold_proba
+def audit_labels(X: np.ndarray, ds, splits, C: float | None = None, seed: int = 0, folds: int = AUDIT_FOLDS, features_dir=None) -> dict:
+    """Suspected label errors among the training and validation items (out-of-fold probes;
+    kept beside the features in `features_dir`, the cache they came from, when given)."""
+    from .audit import find_label_issues
+    from .head_cache import heads_dir_for, out_of_fold_cached
 
     idx = np.concatenate([splits.train, splits.val]).astype(np.int64)
     y = np.asarray(ds.labels)[idx]
-    oof = out_of_fold_proba(X[idx], y, len(ds.classes), folds=folds, seed=seed, C=C)
+    oof = out_of_fold_cached(X[idx], y, len(ds.classes), heads_dir_for(features_dir) if features_dir else None, folds, seed=seed, C=C)
     res = find_label_issues(y, oof, ds.classes)
     issues = [{**r, "index": int(idx[r["index"]]), "path": ds.display_path(int(idx[r["index"]]))} for r in res["issues"]]
     return {"method": res["method"], "folds": folds, "audited": int(len(idx)), "n_issues": int(res["n_issues"]), "noise_rate": float(res["noise_rate"]),
@@ -95,7 +97,7 @@ def assess(ctx, trained) -> dict:
         return out
     log(f"auditing the labels of {len(sp.train) + len(sp.val)} training and validation items ({AUDIT_FOLDS}-fold probes) and looking for near-duplicates")
     try:
-        out["audit"] = {"available": True, **audit_labels(X, ds, sp, None, cfg.seed)}  # C chosen by the audit itself: `transferkit audit` gives the same list
+        out["audit"] = {"available": True, **audit_labels(X, ds, sp, None, cfg.seed, features_dir=cfg.extra.get("feature_cache"))}  # C chosen by the audit itself: `transferkit audit` gives the same list
     except Exception as exc:  # noqa: BLE001 - an audit that cannot run must not lose the trained run
         out["audit"] = {"available": False, "reason": f"{type(exc).__name__}: {str(exc)[:200]}"}
     try:
@@ -145,7 +147,7 @@ def audit_dataset(data, out=None, *, backbone: str | None = None, weights=None, 
     bb, dc = mod.prepare(cfg, ds, splits, True)
     stats: dict = {}
     X = extract_features(bb, ds, modality=mod, cache_dir=cache_dir, batch_size=batch_size, stats=stats, placement=placement)
-    result = {"available": True, **audit_labels(X, ds, splits, None, seed)}
+    result = {"available": True, **audit_labels(X, ds, splits, None, seed, features_dir=stats.get("cache_dir"))}
     near = {"available": True, **near_duplicates(X, ds, splits, None, near_dup_threshold)}
     folder = RunFolder(target, protect)
     try:

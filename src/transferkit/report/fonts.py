@@ -52,9 +52,24 @@ def families() -> tuple[str, ...]:
     return (PRIMARY,) + tuple(f for f in FALLBACK if f in known)
 
 
-def configure(rcparams) -> None:
-    """Draw with `families()` (per-glyph fallback) from now on: matplotlib's rcParams."""
-    rcparams["font.family"] = list(families())
+def configure(rcparams, texts: Iterable[str] | None = None) -> None:
+    """Draw with `families()` (per-glyph fallback) from now on: matplotlib's rcParams; given the
+    `texts` a figure will show, only the families they need (`families_for`)."""
+    rcparams["font.family"] = list(families()) if texts is None else families_for(texts)
+
+
+def families_for(texts: Iterable[str]) -> list[str]:
+    """The families of `families()` that draw `texts`: PRIMARY, and for each character it lacks
+    the first family that has it. matplotlib takes each glyph from the first family of the list
+    that has it, so this shorter list draws the very same pixels, while every text it lays out
+    asks fewer fonts (with the whole list, font lookups were most of a run page's drawing time)."""
+    fams, maps = families(), _charmaps()
+    keep = {0}
+    for t in texts:
+        for ch in set(str(t)):
+            if _drawn(ch) and ord(ch) not in maps[0]:
+                keep.update(next(([i] for i in range(1, len(maps)) if ord(ch) in maps[i]), []))
+    return [fams[i] for i in sorted(keep)]
 
 
 def _add_new_system_fonts(font_manager) -> None:

@@ -18,8 +18,9 @@ SPLIT_COLORS = {"train": "#4C72B0", "val": "#DD8452", "test": "#55A868"}
 WRONG = "#C0392B"
 
 
-def _plt(names=()):
-    """pyplot on Agg with the report's style; `names`: the labels this figure will show."""
+def _plt(names=None):
+    """pyplot on Agg with the report's style; `names`: the labels this figure will show (the
+    fonts are chosen for them; None: every fallback font, for a figure whose texts are not known)."""
     import matplotlib
 
     if matplotlib.get_backend().lower() != "agg":
@@ -27,8 +28,8 @@ def _plt(names=()):
     import matplotlib.pyplot as plt
 
     plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 100})
-    fonts.configure(plt.rcParams)
-    fonts.note_missing(names)
+    fonts.configure(plt.rcParams, names)
+    fonts.note_missing(names or ())
     return plt
 
 
@@ -36,13 +37,16 @@ def png(fig, dpi: int = 110) -> bytes:
     buf = io.BytesIO()
     with fonts.quiet_missing_glyphs():  # drawing happens here; note_missing has spoken
         fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.08)
-    _plt().close(fig)
+    import matplotlib.pyplot as plt  # (not _plt(): that would choose fonts again, for no figure)
+
+    plt.close(fig)
     return buf.getvalue()
 
 
 def class_colors(n: int) -> list:
-    plt = _plt()
-    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(n)]
 
 
@@ -146,7 +150,7 @@ def confusion(cm: np.ndarray, classes: list[str], normalized: bool):
 
 def learning_curves(history: list[dict]):
     """Loss and accuracy per epoch, train vs val; the epoch with the lowest val loss marked."""
-    plt = _plt()
+    plt = _plt([])  # only transferkit's own words and numbers
     from matplotlib.ticker import MaxNLocator
 
     ep = [h.get("epoch") for h in history]
@@ -175,7 +179,7 @@ def learning_curves(history: list[dict]):
 def c_selection(scores: dict, by_power: dict | None = None, chosen_power: str | None = None):
     """The linear probe's model selection: validation log-loss for each regularisation C (one
     line per feature transform tried when `by_power` has more than one), the chosen point starred."""
-    plt = _plt()
+    plt = _plt([])
     chosen_power = chosen_power or "none"
     paths = by_power if by_power and len(by_power) > 1 else {chosen_power: scores}
     labels = {"none": "features as they are", "sqrt": "signed square root of the features"}

@@ -5,7 +5,6 @@ signed-square-root feature power) chosen on validation, refitted on train + vali
 on the cached features."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 
@@ -14,7 +13,7 @@ from .context import Context, Trained, cached_features
 
 
 def probe(ctx: Context) -> Trained:
-    from ..head_cache import fit_head_cached
+    from ..head_cache import fit_head_cached, heads_dir_for
     from ..heads import POWERS, DenseHead
 
     cfg, ds, sp = ctx.config, ctx.dataset, ctx.splits
@@ -35,8 +34,7 @@ def probe(ctx: Context) -> Trained:
     if getattr(ds, "Y", None) is not None:
         return _probe_label_sets(ctx, X)
     log(f"fitting the {cfg.head} head on {len(sp.train)} training items")
-    features_dir = Path(cfg.extra["feature_cache"])  # ROOT/features/<namespace>, set by cached_features
-    heads_dir = features_dir.parent.parent / "heads" / features_dir.name  # beside the features it is fitted on
+    heads_dir = heads_dir_for(cfg.extra["feature_cache"])  # beside the features it is fitted on (set by cached_features)
     y = ds.labels
     head, info, timing, heldout = fit_head_cached(cfg.head, X[sp.train], y[sp.train], X[sp.val], y[sp.val], n, heads_dir, seed=cfg.seed,
                                                   power=cfg.feature_power, refit=cfg.refit, class_weight=cfg.class_weight)
