@@ -5,7 +5,6 @@ signed-square-root feature power) chosen on validation, refitted on train + vali
 on the cached features."""
 from __future__ import annotations
 
-
 import torch
 
 from ..log import log
