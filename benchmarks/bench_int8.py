@@ -1,9 +1,10 @@
 """`export --int8` against fp32, side by side: test accuracy (the whole test split) and model
 throughput (ONNX Runtime, CPU, every graph optimisation, one thread per core) at batch 1 and 32.
 
-    python benchmarks/bench_int8.py [--runs DIR] [--sets flowers5,cifar-sample] [--repeats 7]
+    python benchmarks/bench_int8.py [--runs DIR] [--sets flowers5,cifar-sample,r8] [--repeats 7]
 
-Each set gets an efficientnet_lite0 probe run (`transferkit train DATA --backbone
+Each image set gets an efficientnet_lite0 probe run, each text set (`r8`: the built-in Reuters R8,
+its standard split) a minilm-l6 probe (`transferkit train DATA --backbone
 efficientnet_lite0`, split seed 0), reused when DIR/<set>-probe already holds one, then one
 `tk.export(RUN, int8=True)`: the int8 file is calibrated on training items only and compared
 with the fp32 file on every test item. Speed: the two files alternate round by round
@@ -22,6 +23,8 @@ from pathlib import Path
 from _common import SHARED, save, table
 
 import transferkit as tk  # noqa: E402  (before torch-based imports)
+
+TEXT_SETS = ("r8", "r52")  # built-in text sets: a minilm-l6 probe, its encoder quantised dynamically
 
 
 def cifar_sample(dest: Path, train: int = 200, test: int = 100) -> Path:
@@ -52,10 +55,11 @@ def main() -> None:
     runs.mkdir(parents=True, exist_ok=True)
     rows, results = [], {}
     for name in a.sets.split(","):
-        data = cifar_sample(runs / "cifar-sample") if name == "cifar-sample" else SHARED / name
+        text = name in TEXT_SETS
+        data = name if text else cifar_sample(runs / "cifar-sample") if name == "cifar-sample" else SHARED / name
         run_dir = runs / f"{name}-probe"
         if not (run_dir / "metrics.json").is_file():
-            tk.train(str(data), out=str(run_dir), backbone="efficientnet_lite0", cache_dir=a.cache_dir, audit=False)
+            tk.train(str(data), out=str(run_dir), backbone="minilm-l6" if text else "efficientnet_lite0", cache_dir=a.cache_dir, audit=False)
         t0 = time.perf_counter()
         r = tk.export(run_dir, "onnx", run_dir / "export-int8" / "model.onnx", int8=True)
         q = r.int8

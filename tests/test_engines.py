@@ -87,3 +87,61 @@ def test_numpy_preprocessing_equals_timm(backbone):
         im = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
         a, b = build_eval_transform(backbone.data_config)(im), build_extract_transform(backbone.data_config)(im)
         assert a.shape == b.shape and b.dtype == torch.float32 and torch.allclose(a, b, atol=1e-5)
+
+
+def test_a_probe_run_predicts_with_its_caches_onnx_export_and_the_same_answers(tiny_folder, tmp_path):
+    from transferkit.features.engines import ONNX_FILE
+    from transferkit.predictor import TorchPredictor
+
+    run = tk.train(str(tiny_folder), out=str(tmp_path / "r"), image_size=64, cache_dir=str(tmp_path / "cache"), engine="onnx", **TINY)
+    files = sorted(str(p) for p in Path(tiny_folder).rglob("*.png"))
+    run = tk.Run.load(run.dir)
+    fast, plain = TorchPredictor(run), TorchPredictor(run, engine=False)
+    assert fast.fast is not None and plain.fast is None
+    refs = list(run.modality.iter_inputs(files, {}))
+    a, b = list(fast.predict_refs(refs, 3, 8)), list(plain.predict_refs(refs, 3, 8))
+    assert fast.fast.checked and fast.fast.usable  # the export answered, after proving it is the run's backbone
+    assert [r["labels"] for r in a] == [r["labels"] for r in b]
+    assert np.abs(np.array([r["probs"] for r in a]) - np.array([r["probs"] for r in b])).max() < 1e-4
+    assert [r["labels"] for r in run.predict([Path(f) for f in files], top_k=3)] == [r["labels"] for r in b]  # Run.predict takes the same path
+
+    # an export that is not this run's backbone (another one's, same shapes) is found out on the first batch
+    other = create_backbone("test_efficientnet", pretrained=False).with_input_size(64)
+    torch.nn.init.normal_(next(p for p in other.model.parameters() if p.ndim == 4), std=1.0)
+    export = next((tmp_path / "cache" / "engines").glob(f"*/{ONNX_FILE}"))
+    export.unlink()
+    engines._SESSIONS.clear()
+    engines.export_backbone_onnx(other, export)
+    swapped = TorchPredictor(run)
+    with pytest.warns(RuntimeWarning, match="does not match"):
+        c = list(swapped.predict_refs(refs, 3, 8))
+    assert not swapped.fast.usable and [r["labels"] for r in c] == [r["labels"] for r in b]
+    assert np.abs(np.array([r["probs"] for r in c]) - np.array([r["probs"] for r in b])).max() < 1e-6
+
+
+def test_a_frozen_body_run_uses_the_export_and_trained_or_test_time_augmented_ones_do_not(tiny_folder, tmp_path):
+    from transferkit.predictor import TorchPredictor
+
+    cache = str(tmp_path / "cache")
+    files = sorted(str(p) for p in Path(tiny_folder).rglob("*.png"))
+    for name, extra, fast in (("head", dict(strategy="head", epochs=1, augment="none"), True), ("finetune", dict(strategy="finetune", epochs=1, augment="none"), False),
+                              ("tta", dict(tta="flip"), False)):
+        run = tk.Run.load(tk.train(str(tiny_folder), out=str(tmp_path / name), image_size=64, cache_dir=cache, engine="onnx", **extra, **TINY).dir)
+        pred = TorchPredictor(run)
+        assert (pred.fast is not None) == fast, name
+        if fast:  # a frozen body with its head trained: the export is still the run's backbone
+            list(pred.predict_refs(list(run.modality.iter_inputs(files[:4], {})), 1, 8))
+            assert pred.fast.usable, name
+
+
+def test_a_feature_ensemble_probe_runs_every_member_on_its_export(tiny_folder, tmp_path):
+    from transferkit.predictor import TorchPredictor
+
+    run = tk.Run.load(tk.train(str(tiny_folder), out=str(tmp_path / "r"), image_size=64, cache_dir=str(tmp_path / "c"), engine="onnx",
+                               **dict(TINY, backbone="test_efficientnet+test_efficientnet@48")).dir)
+    fast, plain = TorchPredictor(run), TorchPredictor(run, engine=False)
+    assert fast.fast is not None and len(fast.fast.engines) == 2
+    refs = list(run.modality.iter_inputs(sorted(str(p) for p in Path(tiny_folder).rglob("*.png")), {}))
+    a, b = list(fast.predict_refs(refs, 2, 8)), list(plain.predict_refs(refs, 2, 8))
+    assert fast.fast.usable and [r["labels"] for r in a] == [r["labels"] for r in b]
+    assert np.abs(np.array([r["probs"] for r in a]) - np.array([r["probs"] for r in b])).max() < 1e-4

@@ -111,7 +111,7 @@ def export(
         raise TransferkitError(f"--out {out}: is a folder; give a file name such as {out / ('model' + FORMATS[format])}")
     placement = choose(device, "fp32")  # parity is checked in fp32 on the device
     items = _parity_items(run, parity_inputs, max_parity_items)
-    reference = TorchPredictor(run, placement)
+    reference = TorchPredictor(run, placement, engine=False)  # the PyTorch module itself
     pre = run.preprocessor
     side_dir = out.parent / f"{out.stem}.tokenizer" if pre.side_files else None
     meta = build_metadata(run, format, opset if format == "onnx" else None, side_dir.name if side_dir else None)

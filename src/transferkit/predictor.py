@@ -65,23 +65,32 @@ class Predictor:
 
 
 class TorchPredictor(Predictor):
-    """A run folder; the module comes from `Run.model` (the one way to get the trained model)."""
+    """A run folder; the module comes from `Run.model` (the one way to get the trained model).
+    A probe whose feature cache chose ONNX Runtime runs its backbone there (run_engine.py);
+    `engine=False`: always the PyTorch module (the export's parity reference)."""
 
     kind = "torch"
 
-    def __init__(self, run, placement=None):
+    def __init__(self, run, placement=None, engine: bool = True):
         super().__init__(str(run.dir), run.classes, run.data_config, run.modality, run.preprocessor, {"run": str(run.dir), "config": run.config.to_dict()})
         self.run, self.placement = run, placement
         self.thresholds = run.thresholds
         if placement is not None and isinstance(run.model, torch.nn.Module):
             run.model.to(placement.device)
+        from .run_engine import engine_forward
+
+        self.fast = engine_forward(run, run.model, placement) if engine else None  # a probe's backbone on its cache's ONNX export, when there is one
 
     def predict_proba(self, batch) -> np.ndarray:
         from .model_io import predict_proba
+        from .models import is_multilabel
 
         if len(batch) == 0 or (isinstance(batch, dict) and not len(next(iter(batch.values())))):
             return np.zeros((0, len(self.classes)), np.float32)
-        return predict_proba(self.run.model, batch, self.placement)
+        logits = self.fast(batch) if self.fast is not None else None
+        if logits is None:
+            return predict_proba(self.run.model, batch, self.placement)
+        return (logits.sigmoid() if is_multilabel(self.run.model) else logits.softmax(-1)).numpy()
 
 
 class OnnxPredictor(Predictor):

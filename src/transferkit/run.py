@@ -11,7 +11,6 @@ from . import io as tkio
 from .config import TrainConfig
 from .errors import TransferkitError
 from .model_io import MODEL_FILE, load_model
-from .topk import predict_refs
 
 
 @dataclass
@@ -100,10 +99,9 @@ class Run:
 
     def predict_iter(self, refs, top_k: int = 5, batch_size: int = 32) -> Iterator[dict]:
         """Stream one dict per input ref: {'path', 'labels', 'probs', 'error'} (error '' when fine)."""
-        from .model_io import predict_proba
-        from .modality import InputError
+        from .predictor import TorchPredictor
 
-        yield from predict_refs(lambda b: predict_proba(self.model, b), self.preprocessor, self.classes, refs, top_k, batch_size, InputError, self.thresholds)
+        yield from TorchPredictor(self).predict_refs(refs, top_k, batch_size)  # the path `predict RUN` takes
 
 
 def read_json(path: Path, kind: type):
