@@ -40,7 +40,6 @@ def main() -> None:
     from transferkit.data.images import open_rgb
     from transferkit.features import extract_features
     from transferkit.features.engines import engine_dir, select_engine
-    from transferkit.features.extract import feature_cache_for
     from transferkit.loop import data as loop_data
     from transferkit.loop.data import default_workers
     from transferkit.modality.image_transforms import eval_transform, resize_hint
@@ -56,7 +55,7 @@ def main() -> None:
             shutil.copy(f, folder / f.parent.name / f.name)
         ds = load_dataset(str(folder))
         root = Path(td) / "cache"  # engines/ (the ONNX export) is kept; features/ cleared after each run
-        engine, choice = select_engine(bb, a.engine, 10**6, engine_dir(feature_cache_for(bb, root)), a.batch_size)
+        engine, choice = select_engine(bb, a.engine, 10**6, engine_dir(bb), a.batch_size)
         name = choice["engine"]
         tf, hint = eval_transform(bb.data_config), resize_hint(bb.data_config)
         x = torch.stack([tf(ds.load(i, hint)) for i in range(len(ds))])

@@ -8,8 +8,8 @@ Every variant is a fresh process, timed from its start to its exit (what a user 
 interpreter, imports, everything), alternated round by round (medians of `--repeats`):
 - `transferkit train DATA --out NEW --cache-dir EMPTY`: the default probe, with the engine
   choice (ONNX export and timing), extraction, head fit, evaluation, the run page;
-- the same with the engine already prepared (its `engines/` folder copied into the empty cache
-  first): what a run costs once the engine is prepared once per machine;
+- the same with the machine's engine folder already holding the backbone's export and choice
+  ($TRANSFERKIT_ENGINES, prepared by the warm-up run): what every later first run costs;
 - plain timm: `timm.create_model('efficientnet_lite0')` with the same weights, timm's own eval
   transform for it, torchvision's `ImageFolder` and a `DataLoader` (batch 32, 2 worker
   processes), `model.eval()` and `torch.inference_mode()`, pooled features kept in memory —
@@ -84,17 +84,15 @@ def main() -> None:
 
         def train_empty():
             cache, out = fresh()
-            dt = timed([*tk, "train", str(data), "--out", str(out), "--cache-dir", str(cache)], env)
+            dt = timed([*tk, "train", str(data), "--out", str(out), "--cache-dir", str(cache)], dict(env, TRANSFERKIT_ENGINES=str(cache / "engines")))
             if not (td / "engines").exists():
                 shutil.copytree(cache / "engines", td / "engines")
             shutil.rmtree(cache), shutil.rmtree(out)
             return dt
 
-        def train_engine_ready():
+        def train_engine_ready():  # the machine's engine folder already holds this backbone's export and choice
             cache, out = fresh()
-            cache.mkdir()
-            shutil.copytree(td / "engines", cache / "engines")
-            dt = timed([*tk, "train", str(data), "--out", str(out), "--cache-dir", str(cache)], env)
+            dt = timed([*tk, "train", str(data), "--out", str(out), "--cache-dir", str(cache)], dict(env, TRANSFERKIT_ENGINES=str(td / "engines")))
             shutil.rmtree(cache), shutil.rmtree(out)
             return dt
 

@@ -16,8 +16,9 @@ COLORS = {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (40, 60, 200)}
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
+def _isolated_cache(tmp_path_factory, tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSFERKIT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("TRANSFERKIT_ENGINES", str(tmp_path / "engines"))  # each test measures and exports its engines itself
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 

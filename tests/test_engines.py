@@ -41,7 +41,7 @@ def test_extract_features_same_with_either_engine(backbone, tiny_folder, tmp_pat
         out[name] = extract_features(backbone, ds, cache_dir=tmp_path / name, progress=False, stats=stats, engine=name)
         assert stats["engine"] == name and stats["computed"] == len(ds)
     assert np.allclose(out["onnx"], out["torch"], atol=1e-4, rtol=1e-4)
-    assert (tmp_path / "onnx" / "engines").is_dir() and list((tmp_path / "onnx" / "engines").glob("*/backbone.onnx"))
+    assert list((tmp_path / "engines").glob("*/backbone.onnx"))  # the machine's engine folder ($TRANSFERKIT_ENGINES)
 
 
 def test_auto_measures_once_and_remembers(backbone, tiny_folder, tmp_path, monkeypatch):
@@ -55,9 +55,9 @@ def test_auto_measures_once_and_remembers(backbone, tiny_folder, tmp_path, monke
     choice = stats["engine_choice"]
     assert choice["reason"] == "auto: measured" and set(choice["images_per_s"]) == {"torch", "onnx"}
     assert stats["engine"] == ("onnx" if choice["images_per_s"]["onnx"] >= engines.ONNX_MARGIN * choice["images_per_s"]["torch"] else "torch")
-    decision = json.loads(next((tmp_path / "c" / "engines").glob("*/engine.json")).read_text())
+    decision = json.loads(next((tmp_path / "engines").glob("*/engine.json")).read_text())
     assert decision["engine"] == stats["engine"]
-    _, again = engines.select_engine(backbone, "auto", 10**6, next((tmp_path / "c" / "engines").glob("*")), 32)
+    _, again = engines.select_engine(backbone, "auto", 10**6, next((tmp_path / "engines").glob("*")), 32)
     assert again["engine"] == stats["engine"] and "measured earlier" in again["reason"]
 
 
@@ -108,7 +108,7 @@ def test_a_probe_run_predicts_with_its_caches_onnx_export_and_the_same_answers(t
     # an export that is not this run's backbone (another one's, same shapes) is found out on the first batch
     other = create_backbone("test_efficientnet", pretrained=False).with_input_size(64)
     torch.nn.init.normal_(next(p for p in other.model.parameters() if p.ndim == 4), std=1.0)
-    export = next((tmp_path / "cache" / "engines").glob(f"*/{ONNX_FILE}"))
+    export = next((tmp_path / "engines").glob(f"*/{ONNX_FILE}"))
     export.unlink()
     engines._SESSIONS.clear()
     engines.export_backbone_onnx(other, export)
@@ -145,3 +145,18 @@ def test_a_feature_ensemble_probe_runs_every_member_on_its_export(tiny_folder, t
     a, b = list(fast.predict_refs(refs, 2, 8)), list(plain.predict_refs(refs, 2, 8))
     assert fast.fast.usable and [r["labels"] for r in a] == [r["labels"] for r in b]
     assert np.abs(np.array([r["probs"] for r in a]) - np.array([r["probs"] for r in b])).max() < 1e-4
+
+
+def test_one_engine_per_backbone_serves_every_cache_folder_and_crop(backbone, tiny_folder, tmp_path):
+    ds = load_dataset(str(tiny_folder))
+    a: dict = {}
+    extract_features(backbone, ds, cache_dir=tmp_path / "a", progress=False, stats=a, engine="onnx")
+    export = Path(a["engine_dir"]) / engines.ONNX_FILE
+    made = export.stat().st_mtime_ns
+    cropped = backbone.with_crop(1.0)  # other preprocessing, so another feature cache folder; the same network
+    b: dict = {}
+    got = extract_features(cropped, ds, cache_dir=tmp_path / "b", progress=False, stats=b, engine="onnx")
+    assert b["engine_dir"] == a["engine_dir"] and b["cache_dir"] != a["cache_dir"] and b["computed"] == len(ds)
+    assert export.stat().st_mtime_ns == made  # not exported again
+    want = extract_features(cropped, ds, cache_dir=tmp_path / "c", progress=False, engine="torch")
+    assert np.abs(got - want).max() < 1e-4 * max(1.0, float(np.abs(want).max()))

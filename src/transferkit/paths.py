@@ -15,6 +15,13 @@ def cache_dir() -> Path:
     return Path(base) / "transferkit"
 
 
+def engines_dir() -> Path:
+    """The machine's backbone engines (ONNX exports and the engine choice, features/engines.py):
+    $TRANSFERKIT_ENGINES, else `engines/` in the cache root."""
+    env = os.environ.get("TRANSFERKIT_ENGINES")
+    return Path(env).expanduser() if env else cache_dir() / "engines"
+
+
 def safe_name(name: str) -> str:
     """A name usable as one folder name (hub names have '/', local folders are paths)."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip("/")).strip("_") or "model"

@@ -1,8 +1,8 @@
 """A frozen-backbone run's backbone on the engine its feature cache chose, for prediction.
 
 A probe never changes its backbone: the run's features are the pretrained backbone's, which
-its cache's engine folder (`<cache>/engines/<namespace>`, features/engines.py) may already hold
-as an ONNX export, with the measured choice of engine for this machine. When that choice is
+the machine's engine folder for it (`extra["engine_dir"]`, features/engines.engine_dir) may
+already hold as an ONNX export, with the measured choice of engine for this machine. When that choice is
 ONNX Runtime, a run folder predicts at extraction speed by running the export for the features
 and the run's own head (and temperature) in PyTorch on them, instead of the eager backbone.
 
@@ -28,15 +28,13 @@ PARITY_ITEMS = 2  # items of the first batch run through both, to prove the expo
 PARITY_TOL = 1e-3  # max |difference| of features, relative to their largest magnitude
 
 
-def engine_file(feature_cache, ran_on: str | None = None) -> Path | None:
-    """The ONNX export of the backbone whose features live in `feature_cache`, when ONNX Runtime
-    is its engine here: the choice measured in its engine folder, or the engine the run's own
+def engine_file(edir, ran_on: str | None = None) -> Path | None:
+    """The ONNX export of the backbone in engine folder `edir` (features/engines.engine_dir),
+    when ONNX Runtime is its engine here: the choice measured there, or the engine the run's own
     extraction ran on (`ran_on`, e.g. `--engine onnx`); else None."""
-    if not feature_cache:
+    if not edir:
         return None
-    fc = Path(feature_cache)
-    edir = fc.parent.parent / "engines" / fc.name
-    path, decision = edir / ONNX_FILE, edir / DECISION_FILE
+    path, decision = Path(edir) / ONNX_FILE, Path(edir) / DECISION_FILE
     if not path.is_file():
         return None
     chosen = ran_on
@@ -110,10 +108,10 @@ def engine_forward(run, model, placement=None) -> EngineForward | None:
     if found is None:
         return None
     bodies, names = found
-    caches = cfg.extra.get("feature_caches") if names is not None else [cfg.extra.get("feature_cache")]
-    if not isinstance(caches, list) or len(caches) != len(bodies):
+    dirs = cfg.extra.get("engine_dirs") if names is not None else [cfg.extra.get("engine_dir")]
+    if not isinstance(dirs, list) or len(dirs) != len(bodies):
         return None
-    files = [engine_file(c, cfg.extra.get("engine")) for c in caches]
+    files = [engine_file(d, cfg.extra.get("engine")) for d in dirs]
     if any(f is None for f in files):
         return None
     engines = []

@@ -6,8 +6,9 @@ of the backbone's feature function.
 times both engines on a few batches of the real input shape, alternately, and keeps the
 faster; smaller jobs before that run in PyTorch (an export costs seconds that a few images do
 not pay back), later jobs of any size use the recorded choice. The choice and its
-timings are stored beside the cached features (``engine.json``), so it is measured once per
-(backbone, weights, preprocessing), and recorded in each run's config (``extra["engine"]``).
+timings are stored with the export in the machine's engine folder (``engine_dir``: once per
+backbone, weights and input size, whatever the crop or feature cache folder), and recorded in
+each run's config (``extra["engine"]``, ``extra["engine_dir"]``).
 """
 from __future__ import annotations
 
@@ -31,12 +32,26 @@ DECISION_FILE = "engine.json"
 INPUT_NAME = "image"
 
 
-def engine_dir(cache) -> Path:
-    """Where a backbone's ONNX export and engine choice live: ``ROOT/engines/<namespace>``,
-    beside (not inside) its feature folder, so clearing features keeps the export."""
-    d = cache.dir.parent.parent / "engines" / cache.dir.name
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+def engine_dir(backbone, fallback_root=None) -> Path:
+    """Where a backbone's ONNX export and engine choice live: once per machine
+    (``paths.engines_dir()``: $TRANSFERKIT_ENGINES, else ``engines/`` in the cache root), keyed
+    by the backbone's name, weights and input size only — the export does not depend on the
+    crop, the feature cache folder or the run, so every run of that backbone shares it. Where
+    that cannot be written, ``fallback_root/engines`` (the feature cache root)."""
+    import hashlib
+
+    from ..paths import engines_dir, safe_name
+
+    ident = hashlib.blake2b(f"{backbone.weights_id}|{getattr(backbone, 'input_size', None)}".encode(), digest_size=8).hexdigest()
+    name = f"{safe_name(backbone.name)}-{ident}"
+    roots = [engines_dir()] + ([Path(fallback_root) / "engines"] if fallback_root is not None else [])
+    for root in roots:
+        try:
+            (root / name).mkdir(parents=True, exist_ok=True)
+            return root / name
+        except OSError:
+            continue
+    raise TransferkitError(f"{roots[0]}: cannot create the engine folder; set TRANSFERKIT_ENGINES to a writable folder")
 
 
 _SESSIONS: dict = {}  # (path, mtime, threads) -> ONNX Runtime session: one per process

@@ -37,7 +37,7 @@ def extract_features(backbone, dataset, indices=None, *, modality=None, cache_di
     `engine`: auto | torch | onnx (what the backbone supports, `backbone.engines`). `modality`:
     the dataset's by default; `placement` (loop.devices): the CPU in fp32 by default.
     `stats`, if given, receives ``{"computed": n, "cached": n, "extract_s": seconds, "engine":
-    name or None, "engine_choice": {...}, "cache_dir": path}``."""
+    name or None, "engine_choice": {...}, "cache_dir": path, "engine_dir": path}``."""
     from .. import modality as modalities
     from ..loop.devices import choose
     from ..loop.distributed import SINGLE
@@ -57,8 +57,8 @@ def extract_features(backbone, dataset, indices=None, *, modality=None, cache_di
             seen.add(k)
             todo.append(i)
     choice = None
+    edir = engine_dir(backbone, cache.dir.parent.parent)
     if todo:
-        edir = engine_dir(cache)
         if not dist.is_main:  # rank 0 measures and records the engine choice first
             dist.barrier()
         runner, choice = select_engine(backbone, engine, len(todo), edir, batch_size, placement)
@@ -75,7 +75,7 @@ def extract_features(backbone, dataset, indices=None, *, modality=None, cache_di
         cache.refresh()
     feats = cache.get(keys)
     if stats is not None:
-        stats.update(computed=len(todo), cached=len(idx) - len(todo), extract_s=time.perf_counter() - t0, cache_dir=str(cache.dir), engine=choice["engine"] if todo and choice else None, engine_choice=choice)
+        stats.update(computed=len(todo), cached=len(idx) - len(todo), extract_s=time.perf_counter() - t0, cache_dir=str(cache.dir), engine_dir=str(edir), engine=choice["engine"] if todo and choice else None, engine_choice=choice)
     return feats
 
 

@@ -48,12 +48,13 @@ def cached_features(ctx: Context) -> np.ndarray:
         for m in members:
             ctx.backbone, ctx.features = m, None
             parts.append(cached_features(ctx))
-            caches.append(ctx.config.extra["feature_cache"])
+            caches.append((ctx.config.extra["feature_cache"], ctx.config.extra["engine_dir"]))
             for k in ("extract_s", "backbone_runs", "cached_items"):
                 timing[k] = timing.get(k, 0) + ctx.timing[k]
         ctx.backbone = ensemble
         ctx.timing.update(timing)
-        ctx.config.extra["feature_cache"], ctx.config.extra["feature_caches"] = caches[0], caches
+        ctx.config.extra["feature_cache"], ctx.config.extra["feature_caches"] = caches[0][0], [c for c, _ in caches]
+        ctx.config.extra["engine_dir"], ctx.config.extra["engine_dirs"] = caches[0][1], [e for _, e in caches]
         ctx.features = np.concatenate(parts, axis=1)
         return ctx.features
     cfg = ctx.config
@@ -69,4 +70,5 @@ def cached_features(ctx: Context) -> np.ndarray:
     cfg.extra["engine_choice"] = choice or {"requested": engine, "reason": "backbone not run: every item's features were cached"}
     ctx.timing.update(extract_s=stats["extract_s"], backbone_runs=stats["computed"], cached_items=stats["cached"])
     cfg.extra["feature_cache"] = stats["cache_dir"]  # where the report finds the features (PCA/t-SNE)
+    cfg.extra["engine_dir"] = stats["engine_dir"]  # where the backbone's export and engine choice are (predict runs it there)
     return X
