@@ -2,9 +2,9 @@
 images (files, folders, tables of paths) and texts (texts given, .txt files, folders, tables
 with a text column) alike: the model's modality reads the inputs.
 
-Inputs are walked lazily, in a fixed order. DataLoader workers decode and prepare whole batches
-(worker w takes batches w, w+W, ...; the loader returns them in order) while the main process
-collates them and runs the model, so memory stays flat whatever the number of inputs. Rows go to a journal beside the output (`OUT.partial`), flushed after
+Inputs are walked lazily, in a fixed order. DataLoader workers (or, with none, one thread) decode
+and prepare whole batches (worker w takes batches w, w+W, ...; the loader returns them in order)
+while the main process collates them and runs the model, so memory stays flat whatever the number of inputs. Rows go to a journal beside the output (`OUT.partial`), flushed after
 every batch; an interrupted run started again with the same command skips the rows already
 written, and the finished file is moved into place (CSV) or converted (Parquet) at the end.
 """
@@ -97,7 +97,7 @@ def predict_files(
     true where the top probability is below P (the run page says which P reaches 95% accuracy
     on validation). Returns counts and timings.
     """
-    from .loop.data import default_workers
+    from .loop.data import default_workers, prefetched
     from .loop.devices import choose
     from .progress import bar as progress_bar
 
@@ -142,6 +142,8 @@ def predict_files(
 
     n_workers = default_workers(total - done, placement.device, workers)
     loader = torch.utils.data.DataLoader(_Batches(mod, inputs, options, pred.preprocessor, batch_size, done), batch_size=None, num_workers=n_workers)
+    if not n_workers:  # no worker process: one decoding thread a batch ahead of the model (loop/data.py's policy)
+        loader = prefetched(loader)
     pbar = progress_bar(total, "predicting", mod.unit, initial=done, disable=not progress)
     rows = errors = 0
     try:

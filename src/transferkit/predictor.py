@@ -103,10 +103,10 @@ class OnnxPredictor(Predictor):
         path = Path(path)
         if session is None:
             refuse_external_data(path)
-            from .features.engines import ort_providers
+            from .features.engines import ort_providers, session_options
 
             try:
-                session = ort.InferenceSession(str(path), providers=ort_providers(placement.device if placement is not None else None))
+                session = ort.InferenceSession(str(path), session_options(), providers=ort_providers(placement.device if placement is not None else None))
             except TransferkitError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any load failure means a bad or foreign file

@@ -1,28 +1,20 @@
 """Predictors timed side by side (the int8 export against its fp32 file): one ONNX Runtime CPU
 session per file with the same settings, every variant run once per round in alternating order,
-medians — so load from other processes hits them alike. A leaf: imports nothing of transferkit."""
+medians — so load from other processes hits them alike. Sessions take transferkit's
+ONNX Runtime options (features/engines.session_options)."""
 from __future__ import annotations
 
-import os
 import time
 
 
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def cpu_session(path):
-    """The CPU session both variants are timed with: every graph optimisation, one thread per core."""
+    """The CPU session both variants are timed with: transferkit's session options (every graph
+    optimisation, one thread per core)."""
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.intra_op_num_threads = cores()
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    from .features.engines import session_options
+
+    return ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
 
 
 def speeds(preds: dict, items: Items, n: int = 64, repeats: int = 5) -> dict:
@@ -30,6 +22,9 @@ def speeds(preds: dict, items: Items, n: int = 64, repeats: int = 5) -> dict:
     runs every variant once, in alternating order, so load from other processes hits them
     alike; medians of `repeats` rounds. Per variant: ms per item at batch 1 (16 single items
     per round), items/s at batch 1 and at batch 32."""
+    from .features.engines import compute_threads
+
+    threads = compute_threads()
     import statistics
 
     first = next(iter(preds.values()))
@@ -57,5 +52,5 @@ def speeds(preds: dict, items: Items, n: int = 64, repeats: int = 5) -> dict:
     out = {}
     for m in names:
         b1 = statistics.median(t1[m])
-        out[m] = {"ms_per_image_batch1": b1 * 1000, "images_per_s_batch1": 1 / b1, "images_per_s_batch32": statistics.median(t32[m]), "threads": cores(), "repeats": repeats}
+        out[m] = {"ms_per_image_batch1": b1 * 1000, "images_per_s_batch1": 1 / b1, "images_per_s_batch32": statistics.median(t32[m]), "threads": threads, "repeats": repeats}
     return out

@@ -144,6 +144,24 @@ def ort_providers(device: torch.device | None) -> list[str]:
     raise TransferkitError(f"--engine onnx on {device}: this ONNX Runtime has no {device.type.upper()} provider (pip install onnxruntime-gpu for CUDA); use --engine torch or auto")
 
 
+def session_options(threads: int | None = None):
+    """ONNX Runtime session options for every transferkit session (extraction, predict, serve,
+    the int8 comparison): all graph optimisations, `threads` intra-op threads (default: one
+    per usable core), sequential execution, no spinning, errors-only logging."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = threads or compute_threads()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    # no busy-waiting between runs: the cores go to decoding and the rest of the process (on
+    # 2 cores: single-file latency 19 -> 15 ms, extraction throughput unchanged; BENCHMARKS.md)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
 class OnnxEngine:
     """ONNX Runtime, all graph optimisations, one thread per core; the CUDA execution provider
     on a GPU run (onnxruntime-gpu)."""
@@ -170,13 +188,8 @@ class OnnxEngine:
         if key in _SESSIONS:
             self.session = _SESSIONS[key]
             return
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=providers)
+            self.session = ort.InferenceSession(str(path), session_options(threads), providers=providers)
         except Exception as exc:  # noqa: BLE001 - a damaged cached export: make it again next time
             path.unlink(missing_ok=True)
             raise TransferkitError(f"{path}: ONNX Runtime cannot load the cached backbone export ({type(exc).__name__}); it was removed, run again") from None
