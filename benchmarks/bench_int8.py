@@ -75,7 +75,7 @@ def main() -> None:
         results[name] = {"run": str(run_dir), "int8": {k: v for k, v in q.items() if k != "speed"}, "speed_in_export": q["speed"], "speed": sp, "export_s": export_s}
         print(rows[-1], flush=True)
     header = ["set", "test n", "fp32 acc", "int8 acc", "cost (points)", "labels agree", "fp32 img/s b32", "int8 img/s b32", "int8/fp32 b32", "fp32 ms b1", "int8 ms b1", "int8 speed-up b1"]
-    text = table("int8 vs fp32 (efficientnet_lite0 probe; side by side, medians)", header, rows)
+    text = table("int8 vs fp32 (probes: efficientnet_lite0 for images, minilm-l6 for texts; side by side, medians)", header, rows)
     save("int8", {"sets": results}, text + f"\n\nmethod: {next(iter(results.values()))['int8']['method'] if results else ''}")
 
 

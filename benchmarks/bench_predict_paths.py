@@ -12,6 +12,8 @@ alternating round by round (medians of `--repeats`):
   the run chose (the work `transferkit train` does per file);
 - predict RUN / predict ONNX: `tk.predict_files` writing a CSV, model loading included (what
   `transferkit predict` costs a user, less the interpreter start);
+- every variant creates its ONNX Runtime session afresh (the per-process session cache is
+  cleared first), so none gets another's warmed-up session;
 - serve c16: `transferkit serve MODEL.onnx` in a subprocess on loopback, 16 client threads each
   posting one real photo per request (the files in turn), files/s over the level.
 Single-file latency: `predict_files` on one file with the ONNX predictor loaded once, against
@@ -87,6 +89,7 @@ def main() -> None:
 
     from transferkit.backbones import create_backbone
     from transferkit.features import extract_features
+    from transferkit.features import engines
     from transferkit.features.engines import engine_dir, select_engine
 
     with tempfile.TemporaryDirectory() as td:
@@ -110,6 +113,7 @@ def main() -> None:
         feats = td / "fresh"
 
         def extraction():
+            engines._SESSIONS.clear()  # every variant starts its ONNX Runtime session afresh, as a new process does
             t0 = time.perf_counter()
             stats: dict = {}
             extract_features(bb, ds, cache_dir=feats, batch_size=32, progress=False, stats=stats, engine=choice["engine"])
@@ -120,6 +124,7 @@ def main() -> None:
 
         def predict(model):
             def go():
+                engines._SESSIONS.clear()
                 t0 = time.perf_counter()
                 res = tk.predict_files(model, [str(folder)], td / "out.csv", progress=False, restart=True)
                 dt = time.perf_counter() - t0

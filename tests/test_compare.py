@@ -92,3 +92,14 @@ def test_vgg_study_preset_from_the_cli(photos, tmp_path, capsys, monkeypatch):
     trainable = {r["name"]: r["params_trainable"] for r in rows}
     assert trainable["fully-trainable"] == rows[-1]["params_total"] > trainable["frozen-dense"] == trainable["frozen-dense-augment"]
     assert rendered == [out]
+
+
+def test_a_feature_ensemble_is_charged_for_its_members_cached_features():
+    from transferkit.comparison import cached_feature_rate
+
+    rates = {("a", None, None): 0.01, ("b", 192, None): 0.02, ("b", None, None): 0.5}
+    assert cached_feature_rate(rates, ("a", None, None)) == 0.01
+    assert abs(cached_feature_rate(rates, ("a+b@192", None, None)) - 0.03) < 1e-12
+    assert abs(cached_feature_rate(rates, ("a+b", None, None)) - 0.51) < 1e-12
+    assert cached_feature_rate(rates, ("a+c", None, None)) is None  # a member never extracted: unknown, not half the price
+    assert cached_feature_rate(rates, ("c", None, None)) is None

@@ -193,7 +193,9 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
         key = (opts.get("backbone"), opts.get("image_size"), opts.get("max_length"))
         if deadline is not None:
             left = deadline - time.time()
-            rate = feature_rate.get(key, next(iter(feature_rate.values()), None) if get_strategy(opts["strategy"]).uses_backbone else 0.0)
+            rate = cached_feature_rate(feature_rate, key)
+            if rate is None:
+                rate = next(iter(feature_rate.values()), None) if get_strategy(opts["strategy"]).uses_backbone else 0.0
             need = least_s(opts["strategy"], len(splits.train), len(ds), rate, key in feature_rate)
             if left <= 0 or (need is not None and need > left):
                 why = f"skipped: the --time-budget had {max(left, 0):.0f} s left and this run needs at least ~{need or 0:.0f} s"
@@ -214,7 +216,7 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
             if run is None:  # a torchrun rank other than 0: rank 0 keeps the leaderboard
                 continue
             t = run.metrics.get("timing", {})
-            earlier = feature_rate.get(key)  # items cached by an earlier run are charged at its rate; this run's own are in extract_s
+            earlier = cached_feature_rate(feature_rate, key)  # items cached by an earlier run are charged at its rate; this run's own are in extract_s
             if t.get("backbone_runs") and t.get("extract_s"):
                 feature_rate.setdefault(key, t["extract_s"] / t["backbone_runs"])
             row.update(leaderboard_row(run.metrics, run.config, earlier))
@@ -256,3 +258,17 @@ def compare(data: str, strategies=None, backbones=None, out: str | None = None, 
     return board
 
 
+def cached_feature_rate(rates: dict, key: tuple) -> float | None:
+    """Seconds per item that extracting features for `key` (backbone, image size, max length)
+    cost an earlier run of the comparison; for a feature ensemble (`a+b@192`) whose own key has
+    no earlier run, the sum of its members' rates when every member has one (its features come
+    from their caches, so its training time is charged for them, not zero)."""
+    if key in rates:
+        return rates[key]
+    name, size, max_length = key
+    from .backbones.ensemble import SEP, parse_members
+
+    if not isinstance(name, str) or SEP not in name:
+        return None
+    parts = [rates.get((n, s or size, max_length)) for n, s in parse_members(name)]
+    return sum(parts) if parts and all(p is not None for p in parts) else None
