@@ -160,3 +160,22 @@ def test_one_engine_per_backbone_serves_every_cache_folder_and_crop(backbone, ti
     assert export.stat().st_mtime_ns == made  # not exported again
     want = extract_features(cropped, ds, cache_dir=tmp_path / "c", progress=False, engine="torch")
     assert np.abs(got - want).max() < 1e-4 * max(1.0, float(np.abs(want).max()))
+
+
+def test_timing_the_engines_stops_once_the_verdict_cannot_change(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(engines.time, "perf_counter", lambda: clock[0])
+    calls = {"slow": 0, "fast": 0}
+
+    def engine(name, seconds):
+        def run(x):
+            calls[name] += 1
+            clock[0] += seconds
+        return run
+
+    speed = engines.measure_engines({"slow": engine("slow", 1.0), "fast": engine("fast", 0.2)}, 4, 8, rounds=1, repeats=3, decisive=2.0)
+    assert calls == {"slow": 2, "fast": 2}  # warm-up + one round: 5x apart, no need for more
+    assert speed == pytest.approx({"slow": 4.0, "fast": 20.0})
+    calls.update(slow=0, fast=0)
+    engines.measure_engines({"slow": engine("slow", 1.0), "fast": engine("fast", 0.7)}, 4, 8, rounds=1, repeats=3, decisive=2.0)
+    assert calls == {"slow": 4, "fast": 4}  # close: every round is run

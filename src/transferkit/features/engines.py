@@ -27,6 +27,7 @@ from ..errors import TransferkitError
 ENGINES = ("auto", "torch", "onnx")
 AUTO_MIN_ITEMS = 256  # below this, `auto` runs PyTorch without measuring (nothing to win back)
 ONNX_MARGIN = 1.05  # `auto` takes ONNX Runtime only when it measures at least this much faster
+DECISIVE = 2.0  # `auto` stops timing once one engine is at least this much faster in every measurement
 ONNX_FILE = "backbone.onnx"
 DECISION_FILE = "engine.json"
 INPUT_NAME = "image"
@@ -207,9 +208,11 @@ def _throughput(engine, x: torch.Tensor, rounds: int) -> float:
     return rounds * len(x) / (time.perf_counter() - t0)
 
 
-def measure_engines(engines: dict, batch_size: int, size: int, rounds: int = 3, repeats: int = 3) -> dict:
-    """Images/s of each engine on the same random batch, alternated `repeats` times (so load
-    from other processes hits all alike); the median per engine."""
+def measure_engines(engines: dict, batch_size: int, size: int, rounds: int = 3, repeats: int = 3, decisive: float | None = None) -> dict:
+    """Images/s of each engine on the same random batch, alternated up to `repeats` times (so
+    load from other processes hits all alike); the median per engine. `decisive` (e.g. 2.0):
+    stop after the first round where one engine's slowest measurement is that many times
+    every other's fastest — no later round could change which is faster."""
     x = torch.randn(batch_size, 3, size, size)
     for e in engines.values():  # warm-up: first calls allocate and plan
         e(x)
@@ -217,6 +220,8 @@ def measure_engines(engines: dict, batch_size: int, size: int, rounds: int = 3, 
     for _ in range(repeats):
         for n, e in engines.items():
             runs[n].append(_throughput(e, x, rounds))
+        if decisive and any(all(min(v) >= decisive * max(w) for m, w in runs.items() if m != n) for n, v in runs.items()):
+            break
     return {n: float(np.median(v)) for n, v in runs.items()}
 
 
@@ -266,7 +271,7 @@ def select_engine(backbone, requested: str, n_items: int, engine_dir: Path, batc
     export_s = time.perf_counter() - t0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        speed = measure_engines({"torch": torch_engine, "onnx": onnx_engine}, min(batch_size, 32), backbone.input_size, rounds=1, repeats=3)
+        speed = measure_engines({"torch": torch_engine, "onnx": onnx_engine}, min(batch_size, 32), backbone.input_size, rounds=1, repeats=3, decisive=DECISIVE)
     pick = "onnx" if speed["onnx"] >= ONNX_MARGIN * speed["torch"] else "torch"
     d = {"engine": pick, "images_per_s": {k: round(v, 1) for k, v in speed.items()}, "threads": threads, "device": str(device), "export_s": round(export_s, 2)}
     try:
