@@ -234,12 +234,19 @@ def _write_torchscript(module: nn.Module, example: tuple, path: Path, meta: dict
 def compare(reference: Predictor, candidate: Predictor, items: Items, batch_size: int = 32) -> dict:
     """Probabilities of both predictors on the same preprocessed items, in batches (the last
     one partial) and once with batch size 1, to exercise the dynamic dimensions."""
+    from .progress import bar
+
     pre = reference.preprocessor
     ref, cand = [], []
-    for s in range(0, len(items), batch_size):
-        batch = pre.batch([items.load(i) for i in range(s, min(s + batch_size, len(items)))])
-        ref.append(reference.predict_proba(batch))
-        cand.append(candidate.predict_proba(batch))
+    pbar = bar(len(items), f"checking the export against the {reference.kind} model on {items.source} items", reference.modality.unit)
+    try:
+        for s in range(0, len(items), batch_size):
+            batch = pre.batch([items.load(i) for i in range(s, min(s + batch_size, len(items)))])
+            ref.append(reference.predict_proba(batch))
+            cand.append(candidate.predict_proba(batch))
+            pbar.update(len(ref[-1]))
+    finally:
+        pbar.close()
     ref, cand = np.concatenate(ref), np.concatenate(cand)
     single = candidate.predict_proba(pre.batch([items.load(0)]))
     diff = float(max(np.abs(ref - cand).max(), np.abs(single[0] - ref[0]).max()))
