@@ -24,6 +24,7 @@ from _common import SHARED, save, table
 
 import transferkit as tk  # noqa: E402  (before torch-based imports)
 
+DEFAULT_SETS = "flowers5,cifar-sample"
 TEXT_SETS = ("r8", "r52")  # built-in text sets: a minilm-l6 probe, its encoder quantised dynamically
 
 
@@ -45,7 +46,7 @@ def cifar_sample(dest: Path, train: int = 200, test: int = 100) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default="runs/int8-bench", help="where the probe runs (and the CIFAR sample) are kept and reused")
-    ap.add_argument("--sets", default="flowers5,cifar-sample")
+    ap.add_argument("--sets", default=DEFAULT_SETS)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--cache-dir", help="feature cache for the training runs")
     a = ap.parse_args()
@@ -76,7 +77,8 @@ def main() -> None:
         print(rows[-1], flush=True)
     header = ["set", "test n", "fp32 acc", "int8 acc", "cost (points)", "labels agree", "fp32 img/s b32", "int8 img/s b32", "int8/fp32 b32", "fp32 ms b1", "int8 ms b1", "int8 speed-up b1"]
     text = table("int8 vs fp32 (probes: efficientnet_lite0 for images, minilm-l6 for texts; side by side, medians)", header, rows)
-    save("int8", {"sets": results}, text + f"\n\nmethod: {next(iter(results.values()))['int8']['method'] if results else ''}")
+    name = "int8" if a.sets == DEFAULT_SETS else "int8_" + a.sets.replace(",", "_").replace("-", "_")  # a partial run keeps the full one's results
+    save(name, {"sets": results}, text + f"\n\nmethod: {next(iter(results.values()))['int8']['method'] if results else ''}")
 
 
 if __name__ == "__main__":
