@@ -99,6 +99,14 @@ def fold_standardisation(layer: nn.Linear, mu: np.ndarray, sd: np.ndarray) -> No
         layer.weight.copy_(w)
 
 
+# L-BFGS stops when no gradient entry exceeds TOL_GRAD or a step changes the loss (O(1): the mean
+# cross-entropy) by less than TOL_CHANGE. Measured on Fashion-MNIST (49,450 x 1,280 Lite0
+# features, the C path with both powers + the refit): 1e-5 / 1e-9 took 2,306 function evaluations,
+# 1e-4 / 1e-6 took 766 (3x fewer), the same C and power, test accuracy 0.8983 vs 0.8982.
+TOL_GRAD = 1e-4
+TOL_CHANGE = 1e-6
+
+
 def _folded_linear(W: np.ndarray, b: np.ndarray, mu: np.ndarray, sd: np.ndarray, power: float | None = None) -> nn.Linear:
     """Linear layer on raw x equal to W @ ((x - mu) / sd) + b (power given: a LinearHead, on
     φ(x) instead of x)."""
@@ -122,7 +130,7 @@ def _fit_softmax(Z: torch.Tensor, y: torch.Tensor, k: int, C: float, init: tuple
     W.requires_grad_(True)
     b.requires_grad_(True)
     lam = 1.0 / (C * n)
-    opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, history_size=20, tolerance_grad=1e-5, tolerance_change=1e-9, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, history_size=20, tolerance_grad=TOL_GRAD, tolerance_change=TOL_CHANGE, line_search_fn="strong_wolfe")
     evals = 0
 
     def closure():
