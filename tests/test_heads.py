@@ -90,3 +90,22 @@ def test_feature_power_is_chosen_on_validation_and_applied_by_the_head():
         assert torch.equal(rebuilt(torch.from_numpy(Xv)), out)
     with pytest.raises(ValueError, match="unknown feature power"):
         fit_linear_head(X, y, Xv, yv, 3, power="cube")
+
+
+def test_large_fits_stop_sooner_with_the_same_answers(monkeypatch):
+    from transferkit import heads
+
+    rng = np.random.default_rng(0)
+    n, d, k = heads.LOOSE_FROM, 48, 6
+    centres = rng.normal(0, 1, (k, d))
+    y = rng.integers(0, k, n + 2000)
+    X = (centres[y] + rng.normal(0, 2.0, (len(y), d))).astype(np.float32)
+    fits = {}
+    for name, loose_from in (("tight", float("inf")), ("default", heads.LOOSE_FROM)):
+        monkeypatch.setattr(heads, "LOOSE_FROM", loose_from)
+        head, info = heads.fit_linear_head(X[:n], y[:n], X[n:], y[n:], k, power="none")
+        with torch.no_grad():
+            fits[name] = (head(torch.from_numpy(X[n:])).argmax(1).numpy(), info)
+    assert fits["default"][1]["function_evals"] < fits["tight"][1]["function_evals"]
+    assert fits["default"][1]["C"] == fits["tight"][1]["C"]
+    assert (fits["default"][0] == fits["tight"][0]).mean() >= 0.995
