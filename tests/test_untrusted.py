@@ -145,7 +145,9 @@ def test_a_run_folder_cannot_point_predict_elsewhere(trained_run, tmp_path):
 
 def test_train_writes_only_its_run_folder_and_the_cache(tmp_path):
     """Everything `train` writes lands in --out (built as a hidden sibling and renamed into
-    place) or the feature cache, even when CSV labels look like paths."""
+    place), the feature cache or the machine's engine folder, even when CSV labels look like paths."""
+    from transferkit.paths import engines_dir
+
     root = write_class_folder(tmp_path / "photos", per_class=8)
     files = sorted(root.rglob("*.png"))
     labels = {"red": "../../escape", "green": "a/b", "blue": "/etc/evil"}
@@ -167,7 +169,7 @@ def test_train_writes_only_its_run_folder_and_the_cache(tmp_path):
             return True
         if p == "/proc/self/clear_refs":  # memory.PeakMemory resets this process's peak-RSS mark per phase
             return True
-        if any(q == r or r in q.parents for r in (out, cache, *state)):
+        if any(q == r or r in q.parents for r in (out, cache, engines_dir(), *state)):
             return True
         try:  # the hidden sibling the run is built in, then renamed to --out
             return q.relative_to(out.parent).parts[0].startswith(f".{out.name}.")

@@ -238,7 +238,7 @@ def compare(reference: Predictor, candidate: Predictor, items: Items, batch_size
 
     pre = reference.preprocessor
     ref, cand = [], []
-    pbar = bar(len(items), f"checking the export against the {reference.kind} model on {items.source} items", reference.modality.unit)
+    pbar = bar(len(items), f"checking the export against the {reference.kind} model on {items.source} items", reference.modality.unit, leave=False)
     try:
         for s in range(0, len(items), batch_size):
             batch = pre.batch([items.load(i) for i in range(s, min(s + batch_size, len(items)))])

@@ -77,20 +77,15 @@ class TorchPredictor(Predictor):
         self.thresholds = run.thresholds
         if placement is not None and isinstance(run.model, torch.nn.Module):
             run.model.to(placement.device)
-        from .run_engine import engine_forward
+        from .run_engine import probabilities
 
-        self.fast = engine_forward(run, run.model, placement) if engine else None  # a probe's backbone on its cache's ONNX export, when there is one
+        self._proba = probabilities(run, placement, engine)
+        self.fast = self._proba.fast  # a frozen backbone on the machine's ONNX export of it, when there is one
 
     def predict_proba(self, batch) -> np.ndarray:
-        from .model_io import predict_proba
-        from .models import is_multilabel
-
         if len(batch) == 0 or (isinstance(batch, dict) and not len(next(iter(batch.values())))):
             return np.zeros((0, len(self.classes)), np.float32)
-        logits = self.fast(batch) if self.fast is not None else None
-        if logits is None:
-            return predict_proba(self.run.model, batch, self.placement)
-        return (logits.sigmoid() if is_multilabel(self.run.model) else logits.softmax(-1)).numpy()
+        return self._proba(batch)
 
 
 class OnnxPredictor(Predictor):

@@ -99,9 +99,11 @@ class Run:
 
     def predict_iter(self, refs, top_k: int = 5, batch_size: int = 32) -> Iterator[dict]:
         """Stream one dict per input ref: {'path', 'labels', 'probs', 'error'} (error '' when fine)."""
-        from .predictor import TorchPredictor
+        from .modality import InputError
+        from .run_engine import probabilities
+        from .topk import predict_refs
 
-        yield from TorchPredictor(self).predict_refs(refs, top_k, batch_size)  # the path `predict RUN` takes
+        yield from predict_refs(probabilities(self), self.preprocessor, self.classes, refs, top_k, batch_size, InputError, self.thresholds)  # the path `predict RUN` takes
 
 
 def read_json(path: Path, kind: type):

@@ -122,3 +122,23 @@ def engine_forward(run, model, placement=None) -> EngineForward | None:
             return None
         engines.append(eng)
     return EngineForward(model, engines, names, bodies)
+
+
+def probabilities(run, placement=None, engine: bool = True):
+    """A function from a batch of the run's model inputs to class probabilities (N, C) (label
+    sets: each label's sigmoid), through the engine path where it applies (`engine`), else the
+    run's PyTorch module. Its `fast` attribute: the EngineForward used, or None."""
+    from .model_io import predict_proba
+    from .models import is_multilabel
+
+    model = run.model
+    fast = engine_forward(run, model, placement) if engine else None
+
+    def proba(batch):
+        logits = fast(batch) if fast is not None else None
+        if logits is None:
+            return predict_proba(model, batch, placement)
+        return (logits.sigmoid() if is_multilabel(model) else logits.softmax(-1)).numpy()
+
+    proba.fast = fast
+    return proba
