@@ -1,16 +1,18 @@
-"""A frozen-backbone run's backbone on the engine its feature cache chose, for prediction.
+"""A frozen-backbone run's backbone on the machine's engine for it, for prediction.
 
-A probe never changes its backbone: the run's features are the pretrained backbone's, which
-the machine's engine folder for it (`extra["engine_dir"]`, features/engines.engine_dir) may
-already hold as an ONNX export, with the measured choice of engine for this machine. When that choice is
-ONNX Runtime, a run folder predicts at extraction speed by running the export for the features
-and the run's own head (and temperature) in PyTorch on them, instead of the eager backbone.
+A probe (or a frozen body + head) never changes its backbone: the run's features are the
+pretrained backbone's, which the machine's engine folder for it (`extra["engine_dir"]`,
+features/engines.engine_dir) may already hold as an ONNX export, with the measured choice of
+engine for this machine. When that choice is ONNX Runtime, a run folder predicts at extraction
+speed by running the export for the features and the run's own head (and temperature) in
+PyTorch on them, instead of the eager backbone.
 
-Used only when everything says it is the same function: a probe or a frozen body + head
-(single backbone or feature ensemble), no test-time augmentation, on the CPU in fp32, the export's input size equal to the
-run's, and, on the first batch, the export's features equal to the run's own backbone's on two
-of its items. Otherwise (another machine without the cache, a fine-tuned body, a GPU) the run
-predicts through its PyTorch module as before; the answers are the same either way.
+Used only when everything says it is the same function: a probe or a frozen body + head (one
+backbone or a feature ensemble), no test-time augmentation, on the CPU in fp32, the export's
+input size equal to the batch's, and, on the first batch, the export's features equal to the
+run's own backbone's on two of its items. Otherwise (another machine without the export, a
+fine-tuned body, a GPU) the run predicts through its PyTorch module; the answers are the same
+either way.
 """
 from __future__ import annotations
 
