@@ -31,11 +31,25 @@ def test_deadline_stops_after_the_last_epoch_that_fits():
     assert not last.stop  # the last epoch: nothing to stop
 
 
-def test_the_budget_skips_what_it_cannot_pay_for_cheapest_first(tmp_path):
+def test_the_budget_skips_what_it_cannot_pay_for_cheapest_first(tmp_path, monkeypatch):
+    from transferkit import pipeline
+
     photos = write_class_folder(tmp_path / "photos", per_class=8)
     out = tmp_path / "study"
     # a one-second budget: the cheapest run (probe) starts (nothing is measured before it), and the
-    # budget is spent when it ends, so finetune and head are skipped; finetune was given first
+    # budget is spent when it ends, so finetune and head are skipped; finetune was given first.
+    # Each run is made to take 2 s more on the clock, so that holds on a machine fast enough to
+    # train the tiny probe in under a second.
+    later, run_prepared, real_time = [0.0], pipeline.run_prepared, time.time
+
+    def slow_run(*args, **kwargs):
+        try:
+            return run_prepared(*args, **kwargs)
+        finally:
+            later[0] += 2.0
+
+    monkeypatch.setattr(pipeline, "run_prepared", slow_run)
+    monkeypatch.setattr(time, "time", lambda: real_time() + later[0])
     rows = tk.compare(str(photos), strategies="finetune,head,probe", backbones="test_efficientnet", out=str(out), time_budget="1s",
                       pretrained=False, image_size=32, epochs=2, batch_size=16, workers=0)
     assert [r["strategy"] for r in rows] == ["probe", "head", "finetune"]
