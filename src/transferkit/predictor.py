@@ -66,7 +66,8 @@ class Predictor:
 
 class TorchPredictor(Predictor):
     """A run folder; the module comes from `Run.model` (the one way to get the trained model).
-    A probe whose feature cache chose ONNX Runtime runs its backbone there (run_engine.py);
+    A frozen-backbone run (probe, head) runs its backbone on the machine's ONNX export of it
+    when ONNX Runtime is the engine chosen there (run_engine.py);
     `engine=False`: always the PyTorch module (the export's parity reference)."""
 
     kind = "torch"
